@@ -1,0 +1,917 @@
+//! `run` and `binlogs`: one backup set into the env's repository.
+//!
+//! Order matters for what a restore can prove: the database stream first (the base
+//! backup; binlogs already closed ship beside it), then the exact row counts in one
+//! consistent snapshot together with the binlog position that snapshot stands at
+//! (`counts_at`), then `FLUSH BINARY LOGS` and every closed binlog not yet in the
+//! repository (so the binlogs from the base up to `counts_at` are stored). The volumes go
+//! in concurrently with all of that, each with its content manifest scanned beside its
+//! backup (incrementally: see `backupset`). The set's manifest comes LAST, after both
+//! parts succeeded: a set without one is incomplete and never `latest`.
+//!
+//! Any failure stops the run: no manifest is written, nothing is reported as success.
+//! Records are emitted in a fixed order (database, binlogs, volumes, manifest) whatever
+//! finished first. `-vv` logs each phase's duration.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pimops::backupset::{
+    self, BinlogPosition, ContentManifest, DatabaseInfo, DbChain, DbMethod, Manifest, SetId,
+    SetSelector, SnapshotKind, SnapshotRef, TableInfo, VolumeInfo,
+};
+use pimops::exec::Command;
+use pimops::exec::LocalExec;
+use pimops::inventory::{Backup, Database, DbEndpoint, DumpMethod, Volume};
+use pimops::mariadb::{dump_coordinates, BinlogCoordinates, BinlogFile, BinlogStatus, Connection};
+use pimops::output::Record;
+use pimops::restic::{BackupOptions, BackupSummary, Restic, Snapshot, SnapshotFilter};
+use pimops::{Error, Result};
+
+use crate::args::What;
+use crate::context::Context;
+use crate::lsn::{self, Checkpoints, Decision, State};
+use crate::producer;
+use crate::report::{write_metrics, Ping, Progress, Reporter};
+
+/// Default restic time limit for a whole `run` (a large physical backup takes hours).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// Default restic time limit for `binlogs`: a few closed files.
+pub const BINLOGS_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Run one set; `Err` when anything failed (the summary says `failed` first).
+pub fn run(ctx: &Context, rep: &mut Reporter, what: What, set: &SetId) -> Result<()> {
+    let backup = ctx.backup()?.clone();
+    let purpose = format!("backup-run run {}", what_name(what));
+    let _lock = ctx.lock(&purpose)?;
+    // `binlogs` runs every few minutes: its success must not clear an alert a failed base
+    // backup raised on the same check, so it only ever reports failure.
+    let ping = backup.ping.as_deref().and_then(Ping::new);
+    let full_ping = what != What::Binlogs;
+    if let (Some(p), true) = (&ping, full_ping) {
+        p.start();
+    }
+    let timeout = if what == What::Binlogs {
+        BINLOGS_TIMEOUT
+    } else {
+        RUN_TIMEOUT
+    };
+    match backup_set(ctx, &backup, rep, what, set, timeout) {
+        Ok(()) => {
+            if let Some(dir) = &backup.metrics_dir {
+                let kinds = rep
+                    .totals
+                    .iter()
+                    .filter(|(k, _)| matches!(**k, "db" | "binlog" | "volume" | "all"))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect();
+                // The backup stands; a monitor reading a stale file will notice.
+                if let Err(e) = write_metrics(dir, &ctx.env_name, &kinds) {
+                    rep.warn(format!("writing metrics: {e}"));
+                }
+            }
+            rep.summary(None)?;
+            if let (Some(p), true) = (&ping, full_ping) {
+                p.success(rep.log_tail());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = rep.summary(Some(&e.to_string()));
+            if let Some(p) = &ping {
+                p.fail(rep.log_tail());
+            }
+            Err(e)
+        }
+    }
+}
+
+fn what_name(what: What) -> &'static str {
+    match what {
+        What::Db => "db",
+        What::Binlogs => "binlogs",
+        What::Volumes => "volumes",
+        What::All => "all",
+    }
+}
+
+fn backup_set(
+    ctx: &Context,
+    backup: &Backup,
+    rep: &mut Reporter,
+    what: What,
+    set: &SetId,
+    timeout: Duration,
+) -> Result<()> {
+    let env = ctx.env();
+    let started = Instant::now();
+    let restic = ctx.restic(timeout)?;
+    let host = backup.host.as_str();
+    let mut manifest = Manifest::new(set.clone(), &env.name, host);
+    rep.note(format!(
+        "set {set}: backing up {} of env {} into {}",
+        what_name(what),
+        env.name,
+        restic.repository()
+    ));
+    let needs_db = matches!(what, What::Db | What::All | What::Binlogs);
+    let needs_volumes = matches!(what, What::Volumes | What::All);
+    match (&env.database, what) {
+        (None, What::All) => rep.note("no database configured: only volumes".into()),
+        (None, What::Db | What::Binlogs) => {
+            return Err(Error::config(format!(
+                "{}: env {} has no database to back up",
+                ctx.inventory.file(),
+                env.name
+            )))
+        }
+        _ => {}
+    }
+    if env.volumes.is_empty() && what == What::Volumes {
+        return Err(Error::config(format!(
+            "{}: env {} has no volumes to back up",
+            ctx.inventory.file(),
+            env.name
+        )));
+    }
+    // One listing serves every later question: which binlogs are shipped, the newest
+    // set an increment builds on, and each volume's previous content manifest. It runs
+    // beside the stale-lock check (each restic call spends most of its time deriving the
+    // key, on one core); both finish before anything is backed up.
+    let (locks, known) = std::thread::scope(|s| {
+        let listing = s.spawn(|| {
+            let t = Instant::now();
+            let known = restic.snapshots(&SnapshotFilter::default().host(host));
+            log::debug!("listing snapshots took {:.2}s", t.elapsed().as_secs_f64());
+            known
+        });
+        let locks = clear_stale_locks(&restic, rep);
+        let known = listing
+            .join()
+            .unwrap_or_else(|_| Err(Error::failed("listing snapshots: the worker panicked")));
+        (locks, known)
+    });
+    locks?;
+    let known = known?;
+    let shipped = shipped_in(&known);
+    let db = env.database.as_ref().filter(|_| needs_db);
+    let chain = backup
+        .incremental
+        .map(|i| (State::new(&ctx.state_dir, &env.name), i.full_every.std()));
+    let volumes: &[Volume] = if needs_volumes { &env.volumes } else { &[] };
+    // The database and the volumes go in concurrently: restic backups take non-exclusive
+    // locks, and a stream bound by mariabackup leaves restic's CPU for the files. Their
+    // records are emitted afterwards in a fixed order (database, binlogs, volumes), and a
+    // failure of either leaves the set without a manifest.
+    let (db_part, vol_part) = std::thread::scope(|s| {
+        let vols = s.spawn(|| {
+            let mut part = Part::default();
+            for v in volumes {
+                let t = Instant::now();
+                if let Err(e) =
+                    backup_volume(&restic, v, set, host, &known, db.is_none(), &mut part)
+                {
+                    part.error = Some(e);
+                    break;
+                }
+                log::debug!(
+                    "volume {}: scan and backup took {:.2}s",
+                    v.name,
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            part
+        });
+        let mut db_part = Part::default();
+        if let Some(db) = db {
+            let t = Instant::now();
+            let done = if what == What::Binlogs {
+                Connection::from_config(&LocalExec, db).and_then(|conn| {
+                    // Close the active binlog first, so that what was written until now
+                    // ships in this run: the recovery point is the cron interval, not the
+                    // next rotation (an idle server gets one small file per run).
+                    if conn.binlog_status()?.enabled {
+                        conn.flush_binary_logs()?;
+                    }
+                    ship_binlogs(&conn, &restic, set, host, &shipped, &mut db_part)
+                })
+            } else {
+                backup_database(
+                    db,
+                    &restic,
+                    set,
+                    host,
+                    (&shipped, &known),
+                    chain.as_ref(),
+                    &mut db_part,
+                )
+            };
+            if let Err(e) = done {
+                db_part.error = Some(e);
+            }
+            log::debug!("database part took {:.2}s", t.elapsed().as_secs_f64());
+        }
+        let vol_part = vols.join().unwrap_or_else(|_| Part {
+            error: Some(Error::failed("backing up the volumes: the worker panicked")),
+            ..Part::default()
+        });
+        (db_part, vol_part)
+    });
+    let mut first_error = None;
+    let mut new_state: Option<State> = None;
+    for part in [db_part, vol_part] {
+        for line in part.notes {
+            rep.note(line);
+        }
+        for st in part.stored {
+            rep.snapshot(st.kind, &st.name, &st.summary, st.took)?;
+        }
+        manifest.snapshots.extend(part.refs);
+        manifest.volumes.extend(part.volumes);
+        if part.database.is_some() {
+            manifest.database = part.database;
+        }
+        if part.db_chain.is_some() {
+            manifest.db_chain = part.db_chain;
+            new_state = part.new_state.or(new_state);
+        }
+        if let (None, Some(e)) = (&first_error, part.error) {
+            first_error = Some(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    // Binlog shipping alone is not a set anyone restores: no manifest, so it never
+    // becomes `latest`; its snapshots are found by their binlog:<file> tags.
+    if what != What::Binlogs {
+        manifest.finished = Some(chrono::Utc::now());
+        let t = Instant::now();
+        let s = backupset::write_manifest(&restic, &manifest)?;
+        rep.snapshot("manifest", backupset::MANIFEST_FILENAME, &s, t.elapsed())?;
+        // Only a stored set may be built on. Failing here loses nothing: the next run
+        // finds the state does not match the newest set and takes a full.
+        if let Some(st) = new_state {
+            if let Err(e) = st.keep_manifest(&manifest).and_then(|()| st.commit()) {
+                rep.warn(format!("the next backup will be a full one: {e}"));
+            }
+        }
+        log::debug!("manifest took {:.2}s", t.elapsed().as_secs_f64());
+    }
+    log::debug!("the set took {:.2}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// What one concurrent part of a run stored, for the reporter and the manifest, and the
+/// error that stopped it.
+#[derive(Default)]
+struct Part {
+    notes: Vec<String>,
+    stored: Vec<Stored>,
+    refs: Vec<SnapshotRef>,
+    volumes: Vec<VolumeInfo>,
+    database: Option<DatabaseInfo>,
+    db_chain: Option<DbChain>,
+    /// The LSN state to make current once the manifest is stored.
+    new_state: Option<State>,
+    error: Option<Error>,
+}
+
+struct Stored {
+    kind: &'static str,
+    name: String,
+    summary: BackupSummary,
+    took: Duration,
+}
+
+impl Part {
+    fn stored(&mut self, kind: &'static str, name: &str, summary: &BackupSummary, took: Duration) {
+        log::debug!("{kind} {name}: snapshot took {:.2}s", took.as_secs_f64());
+        self.stored.push(Stored {
+            kind,
+            name: name.to_string(),
+            summary: summary.clone(),
+            took,
+        });
+    }
+}
+
+/// restic's own stale locks (dead holder on this host, or older than 30 min) go; a live
+/// exclusive lock (a prune) means the repository is busy: try again later. An empty lock
+/// list (the usual case) needs no `unlock` and no second listing.
+fn clear_stale_locks(restic: &Restic, rep: &mut Reporter) -> Result<()> {
+    let t = Instant::now();
+    if restic.locks()?.is_empty() {
+        log::debug!("lock check took {:.2}s: none", t.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    let stale = restic.remove_stale_locks()?;
+    log::debug!("stale-lock removal took {:.2}s", t.elapsed().as_secs_f64());
+    if stale.removed > 0 {
+        rep.note(format!("removed {} stale restic lock(s)", stale.removed));
+    }
+    if let Some(l) = stale.remaining.iter().find(|l| l.exclusive) {
+        return Err(Error::temporary(format!(
+            "restic repository {} is busy: {l}",
+            restic.repository()
+        )));
+    }
+    Ok(())
+}
+
+/// The stdin file name of a database snapshot (the path inside it is `/<name>`).
+pub fn db_filename(method: DumpMethod) -> &'static str {
+    match method {
+        DumpMethod::Physical => "mariabackup.xbstream",
+        DumpMethod::Logical => "dump.sql",
+    }
+}
+
+fn backup_database(
+    db: &Database,
+    restic: &Restic,
+    set: &SetId,
+    host: &str,
+    (shipped, known): (&HashSet<String>, &[Snapshot]),
+    chain: Option<&(State, Duration)>,
+    part: &mut Part,
+) -> Result<()> {
+    let t = Instant::now();
+    let conn = Connection::from_config(&LocalExec, db)?;
+    let server_version = conn.server_version()?;
+    let binlog_on = conn.binlog_status()?.enabled;
+    log::debug!(
+        "connecting to the database took {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+    let chained = match (chain, db.method) {
+        (Some(c), DumpMethod::Physical) => Some(plan_chain(db, restic, known, c, part)?),
+        (Some(_), DumpMethod::Logical) => {
+            part.notes
+                .push("incremental backups are physical only: a full logical dump".into());
+            None
+        }
+        (None, _) => None,
+    };
+    let dump = match (db.method, &chained) {
+        (DumpMethod::Physical, Some((state, decision, pending))) => {
+            let basedir = match decision {
+                Decision::Incremental { .. } => Some(state.current()),
+                Decision::Full(_) => None,
+            };
+            conn.physical_backup()
+                .with_lsn_dirs(basedir.as_deref(), pending)
+        }
+        (DumpMethod::Physical, None) => conn.physical_backup(),
+        (DumpMethod::Logical, _) => conn.logical_dump()?,
+    };
+    let filename = db_filename(db.method);
+    // Binlogs closed before the backup starts go in beside the stream (their size is
+    // final; a flush closes the one being written, which usually holds most of what is
+    // new); those closed by the flush after the counts follow it.
+    let (early, before) = match binlog_on {
+        true => {
+            conn.flush_binary_logs()?;
+            let status = conn.binlog_status()?;
+            let early = unshipped_binlogs(&conn, &status, shipped)?.unwrap_or_default();
+            (early, status.current)
+        }
+        false => (Vec::new(), None),
+    };
+    let mut shipped = shipped.clone();
+    shipped.extend(early.iter().map(|(f, _)| f.name.clone()));
+    let (source, tap) = producer::database(&dump)?;
+    let mut opts = BackupOptions::new(host).tag("db").tag(set.tag());
+    if let Some((_, Decision::Incremental { base, .. }, _)) = &chained {
+        // forget keeps the chain of a kept increment by this tag.
+        opts = opts.tag(format!("{}{base}", crate::forget::BASE_TAG_PREFIX));
+    }
+    let (streamed, early_part) = std::thread::scope(|s| {
+        let binlogs = s.spawn(|| {
+            let mut p = Part::default();
+            if let Err(e) = ship_files(early, restic, set, host, &mut p) {
+                p.error = Some(e);
+            }
+            p
+        });
+        let t = Instant::now();
+        let progress = Progress::new(dump.name());
+        let streamed = restic
+            .backup_stdin_from(filename, &opts, source, |s| progress.update(s))
+            .map(|summary| (summary, t.elapsed()));
+        drop(progress);
+        let early_part = binlogs.join().unwrap_or_else(|_| Part {
+            error: Some(Error::failed("shipping binlogs: the worker panicked")),
+            ..Part::default()
+        });
+        (streamed, early_part)
+    });
+    if let Ok((summary, took)) = &streamed {
+        part.stored("db", dump.name(), summary, *took);
+        part.refs.push(snapshot_ref(
+            SnapshotKind::Db,
+            dump.name(),
+            summary,
+            &format!("/{filename}"),
+        ));
+    }
+    part.stored.extend(early_part.stored);
+    part.refs.extend(early_part.refs);
+    streamed?;
+    if let Some(e) = early_part.error {
+        return Err(e);
+    }
+    if let Some((state, decision, pending)) = chained {
+        let taken = Checkpoints::read(&pending)?.ok_or_else(|| {
+            Error::failed(format!(
+                "mariabackup wrote no usable {} into {}",
+                lsn::CHECKPOINTS,
+                pending.display()
+            ))
+        })?;
+        part.db_chain = Some(lsn::chain_of(&decision, taken));
+        part.new_state = Some(state);
+    }
+
+    // The base backup's own coordinates: a logical dump wrote them into its stream; for
+    // a physical one restore-verify trusts xtrabackup_binlog_info of the prepared backup,
+    // and the position right after the backup is recorded here.
+    let t = Instant::now();
+    let after = match binlog_on {
+        true => Some(conn.binlog_status()?),
+        false => None,
+    };
+    let base = match (&tap, &after) {
+        (Some(h), _) => dump_coordinates(&h.head(), &h.tail()),
+        (None, Some(st)) => st.current.clone().map(|c| BinlogCoordinates {
+            gtid: Some(st.gtid_current_pos.clone()).filter(|g| !g.is_empty()),
+            ..c
+        }),
+        (None, None) => None,
+    };
+    // Positions only grow with logged commits. When nothing but the server's bookkeeping
+    // was logged since the backup started, the file the base lies in is complete as far
+    // as this set goes: it is closed and shipped while the rows are counted, instead of
+    // after.
+    let quiet_so_far = match (&before, after.as_ref().and_then(|st| st.current.as_ref())) {
+        (Some(b), Some(a)) => !conn.logged_between(b, a)?,
+        _ => false,
+    };
+    let tables = conn.tables()?;
+    let (counted, beside) = std::thread::scope(|s| {
+        let ship = quiet_so_far.then(|| {
+            s.spawn(|| {
+                let mut p = Part::default();
+                if let Err(e) = conn
+                    .flush_binary_logs()
+                    .and_then(|()| ship_binlogs(&conn, restic, set, host, &shipped, &mut p))
+                {
+                    p.error = Some(e);
+                }
+                p
+            })
+        });
+        let counted = conn.counts_at_snapshot(&tables);
+        let beside = ship.map(|h| {
+            h.join().unwrap_or_else(|_| Part {
+                error: Some(Error::failed("shipping binlogs: the worker panicked")),
+                ..Part::default()
+            })
+        });
+        (counted, beside)
+    });
+    if let Some(p) = beside {
+        part.notes.extend(p.notes);
+        part.stored.extend(p.stored);
+        part.refs.extend(p.refs);
+        if let Some(e) = p.error {
+            return Err(e);
+        }
+    }
+    let (counts, counts_at) = counted?;
+    log::debug!(
+        "exact row counts of {} tables took {:.2}s",
+        tables.len(),
+        t.elapsed().as_secs_f64()
+    );
+    log::debug!("binlog before the backup {before:?}, counts at {counts_at:?}");
+    // Nothing committed between the start of the backup and the counts: the data is the
+    // same anywhere in that range, the base backup's own position included, so the counts
+    // are recorded at its start, which the base cannot precede (restore-verify, reading
+    // the base from the prepared backup, then has nothing to replay). That position lies
+    // in the file just shipped.
+    let quiet = match (&before, &counts_at) {
+        (Some(b), Some(c)) => quiet_so_far && !conn.logged_between(b, c)?,
+        _ => false,
+    };
+    let counts_at = if quiet { before } else { counts_at };
+    part.database = Some(DatabaseInfo {
+        method: match db.method {
+            DumpMethod::Physical => DbMethod::Physical,
+            DumpMethod::Logical => DbMethod::Logical,
+        },
+        server_version,
+        binlog: base.map(position),
+        tables: counts
+            .into_iter()
+            .map(|(t, rows)| TableInfo {
+                schema: t.schema,
+                name: t.name,
+                rows,
+                engine: t.engine.unwrap_or_default(),
+            })
+            .collect(),
+        counts_at: counts_at.map(position),
+    });
+    let shipped: HashSet<String> = shipped
+        .into_iter()
+        .chain(
+            part.refs
+                .iter()
+                .filter(|r| r.kind == SnapshotKind::Binlog)
+                .map(|r| r.name.clone()),
+        )
+        .collect();
+    let at_file = part
+        .database
+        .as_ref()
+        .and_then(|d| d.counts_at.as_ref())
+        .map(|c| c.file.clone());
+    if let Some(file) = at_file.filter(|f| !shipped.contains(f)) {
+        // Close the file counts_at lies in, so it can be shipped with this set.
+        log::debug!("binlog {file} holds counts_at: closing and shipping it");
+        conn.flush_binary_logs()?;
+        ship_binlogs(&conn, restic, set, host, &shipped, part)?;
+    }
+    Ok(())
+}
+
+/// Full or incremental, from the local LSN state and the newest set in the repository;
+/// returns the state, the decision and the empty directory the new checkpoints go to.
+fn plan_chain(
+    db: &Database,
+    restic: &Restic,
+    known: &[Snapshot],
+    (state, full_every): &(State, Duration),
+    part: &mut Part,
+) -> Result<(State, Decision, std::path::PathBuf)> {
+    if let DbEndpoint::Service(name) = &db.endpoint {
+        // mariabackup would read and write the LSN dirs inside the container, whose
+        // filesystem does not outlive the task.
+        return Err(Error::config(format!(
+            "incremental backups need the LSN state on the host, which a database in the \
+             Swarm service {name} does not give: remove `incremental` for this env"
+        )));
+    }
+    let checkpoints = Checkpoints::read(&state.current())?;
+    // Without a state there is nothing to build on: spare the repository round trips.
+    let newest = match checkpoints {
+        None => None,
+        Some(_) => newest_set(restic, state, known),
+    };
+    let decision = lsn::decide(
+        checkpoints,
+        newest.as_ref(),
+        *full_every,
+        chrono::Utc::now(),
+    );
+    part.notes.push(match &decision {
+        Decision::Full(why) => format!("full physical backup: {why}"),
+        Decision::Incremental { base, full } => {
+            format!("incremental physical backup on set {base} (full {full})")
+        }
+    });
+    let pending = state.prepare_pending()?;
+    Ok((state.clone(), decision, pending))
+}
+
+/// The newest complete set among `known`: the copy of its manifest kept beside the LSN
+/// state when it is that set's (written by the run that stored it), else read from the
+/// repository.
+fn newest_set(restic: &Restic, state: &State, known: &[Snapshot]) -> Option<Manifest> {
+    let Some((set, snap)) = backupset::newest_manifest(known, &SetSelector::Latest) else {
+        log::debug!("no newest set to build on: the repository has no complete set");
+        return None;
+    };
+    if let Some(m) = state.kept_manifest().filter(|m| m.set_id == set) {
+        return Some(m);
+    }
+    match backupset::read_manifest_snapshot(restic, &snap.id, &set) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            log::debug!("no newest set to build on: {e}");
+            None
+        }
+    }
+}
+
+fn position(c: BinlogCoordinates) -> BinlogPosition {
+    BinlogPosition {
+        file: c.file,
+        position: c.position,
+        gtid: c.gtid,
+    }
+}
+
+fn snapshot_ref(kind: SnapshotKind, name: &str, s: &BackupSummary, path: &str) -> SnapshotRef {
+    SnapshotRef {
+        kind,
+        name: name.to_string(),
+        snapshot_id: s.snapshot_id.clone(),
+        bytes: s.total_bytes_processed,
+        bytes_added: s.data_added,
+        path: path.to_string(),
+    }
+}
+
+/// The binlog file names already in the repository (their `binlog:<file>` tags).
+pub fn shipped_binlogs(restic: &Restic, host: &str) -> Result<HashSet<String>> {
+    let snaps = restic.snapshots(&SnapshotFilter::default().tag("binlog").host(host))?;
+    Ok(shipped_in(&snaps))
+}
+
+/// The binlog file names among `snaps`' `binlog:<file>` tags.
+fn shipped_in(snaps: &[Snapshot]) -> HashSet<String> {
+    snaps
+        .iter()
+        .filter(|s| s.tags.iter().any(|t| t == "binlog"))
+        .flat_map(|s| s.tags.iter())
+        .filter_map(|t| t.strip_prefix("binlog:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Ship every closed binlog the repository lacks, oldest first. The active (last) file is
+/// never shipped; a closed file's size is final, so a stream of any other length fails.
+fn ship_binlogs(
+    conn: &Connection<'_>,
+    restic: &Restic,
+    set: &SetId,
+    host: &str,
+    shipped: &HashSet<String>,
+    part: &mut Part,
+) -> Result<()> {
+    let status = conn.binlog_status()?;
+    let Some(todo) = unshipped_binlogs(conn, &status, shipped)? else {
+        part.notes
+            .push("binary logging is off: no binlogs to ship".into());
+        return Ok(());
+    };
+    if todo.is_empty() {
+        part.notes.push("binlogs: nothing new to ship".into());
+    }
+    ship_files(todo, restic, set, host, part)
+}
+
+/// The closed binlogs not in `shipped`, oldest first, each with the command that reads
+/// it; `None` when binary logging is off.
+fn unshipped_binlogs(
+    conn: &Connection<'_>,
+    status: &BinlogStatus,
+    shipped: &HashSet<String>,
+) -> Result<Option<Vec<(BinlogFile, Command)>>> {
+    if !status.enabled {
+        return Ok(None);
+    }
+    let files = conn.binlog_files()?;
+    let Some((_active, closed)) = files.split_last() else {
+        return Ok(Some(Vec::new()));
+    };
+    closed
+        .iter()
+        .filter(|f| !shipped.contains(&f.name))
+        .map(|f| Ok((f.clone(), conn.binlog_reader(status, &f.name)?)))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+fn ship_files(
+    todo: Vec<(BinlogFile, Command)>,
+    restic: &Restic,
+    set: &SetId,
+    host: &str,
+    part: &mut Part,
+) -> Result<()> {
+    for (f, cmd) in todo {
+        let source = producer::plain(&format!("binlog {}", f.name), &cmd)?;
+        let opts = BackupOptions::new(host)
+            .tag("binlog")
+            .tag(format!("binlog:{}", f.name))
+            .tag(set.tag());
+        let t = Instant::now();
+        let summary = restic.backup_stdin_from(&f.name, &opts, source, |_| {})?;
+        if summary.stdin_bytes != Some(f.size) {
+            restic.forget(std::slice::from_ref(&summary.snapshot_id))?;
+            return Err(Error::failed(format!(
+                "binlog {}: streamed {} bytes but the server lists {}; its snapshot was forgotten",
+                f.name,
+                summary.stdin_bytes.unwrap_or(0),
+                f.size
+            )));
+        }
+        part.stored("binlog", &f.name, &summary, t.elapsed());
+        part.refs.push(snapshot_ref(
+            SnapshotKind::Binlog,
+            &f.name,
+            &summary,
+            &format!("/{}", f.name),
+        ));
+    }
+    Ok(())
+}
+
+/// The newest content manifest of `volume` among `known`, if it can be read; a scan
+/// without one hashes every file (the manifest is a cache here, never trusted blindly:
+/// only entries whose size, mtime, ctime and inode still match are reused).
+fn previous_content(restic: &Restic, known: &[Snapshot], volume: &str) -> Option<ContentManifest> {
+    let tag = format!("volume:{volume}");
+    let snap = known
+        .iter()
+        .filter(|s| s.tags.iter().any(|t| t == backupset::CONTENT_TAG) && s.tags.contains(&tag))
+        .max_by_key(|s| s.time)?;
+    let t = Instant::now();
+    match backupset::read_content_manifest(restic, &snap.id, volume) {
+        Ok(m) => {
+            log::debug!(
+                "volume {volume}: previous content manifest ({} entries) read in {:.2}s",
+                m.entries.len(),
+                t.elapsed().as_secs_f64()
+            );
+            Some(m)
+        }
+        Err(e) => {
+            log::warn!("volume {volume}: every file is hashed again: {e}");
+            None
+        }
+    }
+}
+
+/// The volume's files go to restic while its content manifest is scanned beside it (the
+/// scan reads each file once, or not at all when the previous content manifest vouches
+/// for it); both must succeed for the volume to count.
+fn backup_volume(
+    restic: &Restic,
+    v: &Volume,
+    set: &SetId,
+    host: &str,
+    known: &[Snapshot],
+    progress_shown: bool,
+    part: &mut Part,
+) -> Result<()> {
+    let path = v.path.as_path();
+    if !path.is_dir() {
+        return Err(Error::failed(format!(
+            "volume {}: {} is not a directory",
+            v.name,
+            path.display()
+        )));
+    }
+    let (content, files) = std::thread::scope(|s| {
+        let content = s.spawn(|| -> Result<(ContentManifest, BackupSummary, Duration)> {
+            let t = Instant::now();
+            let previous = previous_content(restic, known, &v.name);
+            let (content, stats) = ContentManifest::scan_reusing(path, previous.as_ref())?;
+            log::debug!(
+                "volume {}: content scan took {:.2}s: hashed {} files ({} bytes), reused {} ({} bytes)",
+                v.name,
+                t.elapsed().as_secs_f64(),
+                stats.hashed_files,
+                stats.hashed_bytes,
+                stats.reused_files,
+                stats.reused_bytes
+            );
+            let cs = backupset::write_content_manifest(restic, set, host, &v.name, &content)?;
+            Ok((content, cs, t.elapsed()))
+        });
+        let opts = BackupOptions::new(host)
+            .tag("volume")
+            .tag(format!("volume:{}", v.name))
+            .tag(set.tag());
+        let t = Instant::now();
+        let progress = progress_shown.then(|| Progress::new(&v.name));
+        let files = restic
+            .backup_paths(&[path], &opts, |st| {
+                if let Some(p) = &progress {
+                    p.update(st)
+                }
+            })
+            .map(|s| (s, t.elapsed()));
+        drop(progress);
+        let content = content
+            .join()
+            .unwrap_or_else(|_| Err(Error::failed("scanning the volume: the worker panicked")));
+        (content, files)
+    });
+    let (s, took) = files?;
+    let (content, cs, content_took) = content?;
+    part.stored("content", &v.name, &cs, content_took);
+    part.stored("volume", &v.name, &s, took);
+    let shown = path.display().to_string();
+    part.refs
+        .push(snapshot_ref(SnapshotKind::Volume, &v.name, &s, &shown));
+    part.refs.push(snapshot_ref(
+        SnapshotKind::Content,
+        &v.name,
+        &cs,
+        &format!("/content-{}.jsonl", v.name),
+    ));
+    part.volumes.push(VolumeInfo {
+        name: v.name.clone(),
+        path: shown,
+        files: content.files,
+        bytes: content.bytes,
+        content_manifest_snapshot: cs.snapshot_id.clone(),
+    });
+    Ok(())
+}
+
+/// `run --dry-run`: what would be backed up, from read-only looks at the database, the
+/// repository and the volumes.
+pub fn plan(ctx: &Context, rep: &mut Reporter, what: What) -> Result<()> {
+    let env = ctx.env();
+    let backup = ctx.backup()?;
+    let host = backup.host.as_str();
+    let exec = LocalExec;
+    let needs_db = matches!(what, What::Db | What::All | What::Binlogs);
+    let mut restic = None;
+    if let (true, Some(db)) = (needs_db, &env.database) {
+        let conn = Connection::from_config(&exec, db)?;
+        let version = conn.server_version()?;
+        let status = conn.binlog_status()?;
+        if what != What::Binlogs {
+            let tables = conn.tables()?;
+            let rec = plan_record(rep, "db", method_name(db.method))
+                .with("path", format!("/{}", db_filename(db.method)))
+                .with("server_version", version)
+                .with("tables", tables.len());
+            rep.record(&rec, |r| human_plan(r, &format!("{} tables", tables.len())))?;
+        }
+        if status.enabled {
+            let r = restic.insert(ctx.restic(BINLOGS_TIMEOUT)?);
+            let shipped = shipped_binlogs(r, host)?;
+            let files = conn.binlog_files()?;
+            // A real run flushes first, so the file active now would be shipped too.
+            for f in files.iter().filter(|f| !shipped.contains(&f.name)) {
+                let rec = plan_record(rep, "binlog", &f.name).with("bytes", f.size);
+                rep.record(&rec, |r| human_plan(r, &format!("{} bytes", f.size)))?;
+            }
+        }
+    } else if what == What::Db || what == What::Binlogs {
+        return Err(Error::config(format!(
+            "{}: env {} has no database to back up",
+            ctx.inventory.file(),
+            env.name
+        )));
+    }
+    if matches!(what, What::Volumes | What::All) {
+        for v in &env.volumes {
+            let (files, bytes) = volume_size(&v.path)?;
+            let rec = plan_record(rep, "volume", &v.name)
+                .with("path", v.path.display().to_string())
+                .with("files", files)
+                .with("bytes", bytes);
+            rep.record(&rec, |r| {
+                human_plan(
+                    r,
+                    &format!("{files} files, {}", crate::report::human_bytes(bytes)),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn method_name(m: DumpMethod) -> &'static str {
+    match m {
+        DumpMethod::Physical => "mariabackup",
+        DumpMethod::Logical => "mariadb-dump",
+    }
+}
+
+fn plan_record(rep: &Reporter, kind: &str, name: &str) -> Record {
+    Record::new("plan")
+        .with("env", rep.env.as_str())
+        .with("action", "backup")
+        .with("kind", kind)
+        .with("name", name)
+}
+
+fn human_plan(r: &Record, detail: &str) -> String {
+    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    format!("would back up {:<8} {:<28} {detail}", s("kind"), s("name"))
+}
+
+/// Regular files and their bytes under `root`, without reading them.
+fn volume_size(root: &Path) -> Result<(u64, u64)> {
+    let mut files = 0;
+    let mut bytes = 0;
+    for e in walkdir::WalkDir::new(root).follow_links(false) {
+        let e = e.map_err(|err| Error::failed(format!("scanning {}: {err}", root.display())))?;
+        if e.file_type().is_file() {
+            files += 1;
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Ok((files, bytes))
+}

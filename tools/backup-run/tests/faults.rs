@@ -1,0 +1,288 @@
+//! Failures must fail: a killed or cut-off producer, the database or S3 going away mid
+//! backup, locks, a wrong password, a broken inventory. After each, no manifest, no
+//! snapshot from the failed stream, a `/fail` ping, and the metrics left as they were.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{World, PASSWORD};
+use pimops_test_support::{require_program, wait_until};
+
+/// A directory with an executable `mariabackup` running `body` (the real one is `$REAL`).
+fn wrapper(w: &World, body: &str) -> PathBuf {
+    let real = require_program("mariabackup");
+    let dir = w.dir.mkdir("wrapper");
+    let script = format!("#!/bin/bash\nREAL={}\n{body}\n", real.display());
+    let path = dir.join("mariabackup");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn manifests(w: &World) -> usize {
+    w.snapshots()
+        .iter()
+        .filter(|s| s.tags.contains(&"manifest".into()))
+        .count()
+}
+
+fn db_snapshots(w: &World) -> usize {
+    w.snapshots()
+        .iter()
+        .filter(|s| s.tags.contains(&"db".into()))
+        .count()
+}
+
+fn assert_failed_cleanly(
+    w: &World,
+    out: &pimops_test_support::command::Outcome,
+    manifests_before: usize,
+    dbs_before: usize,
+) {
+    let summary = &out.records_of("summary")[0];
+    assert_eq!(summary["result"], "failed", "{}", out.stdout);
+    assert_eq!(
+        manifests(w),
+        manifests_before,
+        "a failed run wrote a manifest"
+    );
+    assert_eq!(
+        db_snapshots(w),
+        dbs_before,
+        "a snapshot of the failed stream was kept"
+    );
+}
+
+fn last_success(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pimops_backup_last_success_timestamp_seconds{"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn mariabackup_killed_mid_stream_fails_the_run() {
+    let w = World::new();
+    w.init();
+    w.cmd(&["run", "db"]).assert_success();
+    let metrics_before = last_success(&w.metrics());
+    assert!(!metrics_before.is_empty());
+    // SIGKILLed after 2 MB of a ~17 MB stream.
+    let dir = wrapper(&w, "\"$REAL\" \"$@\" | head -c 2000000\nkill -KILL $$");
+    std::thread::sleep(Duration::from_secs(1));
+    let out = w
+        .cmd_on_path(&["run", "db"], PASSWORD, Some(&dir))
+        .assert_code(1);
+    assert!(out.stderr.contains("mariabackup"), "{}", out.stderr);
+    assert!(out.stderr.contains("killed"), "{}", out.stderr);
+    assert_failed_cleanly(&w, &out, 1, 1);
+    assert_eq!(
+        last_success(&w.metrics()),
+        metrics_before,
+        "last success moved"
+    );
+    let fails = w.stub.requests_to("POST", "/ping/uuid/fail");
+    assert_eq!(fails.len(), 1);
+    let body = fails[0].body_str();
+    assert!(
+        body.contains("FAILED") && body.contains("mariabackup"),
+        "{body}"
+    );
+    assert_eq!(w.stub.count("POST", "/ping/uuid/start"), 2);
+    assert_eq!(
+        w.stub.count("POST", "/ping/uuid"),
+        1,
+        "no success ping for the failed run"
+    );
+}
+
+#[test]
+fn mariabackup_exiting_zero_without_completed_ok_fails() {
+    let w = World::new();
+    w.init();
+    let dir = wrapper(&w, "\"$REAL\" \"$@\" 2>/dev/null | head -c 3000000\nexit 0");
+    let out = w
+        .cmd_on_path(&["run", "db"], PASSWORD, Some(&dir))
+        .assert_code(1);
+    assert!(out.stderr.contains("completed OK!"), "{}", out.stderr);
+    assert_failed_cleanly(&w, &out, 0, 0);
+    assert!(last_success(&w.metrics()).is_empty());
+}
+
+#[test]
+fn database_stopped_mid_backup_fails_the_run() {
+    let w = World::new();
+    w.init();
+    let pidfile = w.db.socket().with_file_name("mysqld.pid");
+    let body = format!(
+        "\"$REAL\" \"$@\" | {{ head -c 2000000; kill -KILL $(cat {}); cat; }}",
+        pidfile.display()
+    );
+    let dir = wrapper(&w, &body);
+    let out = w.cmd_on_path(&["run", "db"], PASSWORD, Some(&dir)).run();
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert_failed_cleanly(&w, &out, 0, 0);
+}
+
+#[test]
+fn s3_stopped_mid_backup_fails_the_run() {
+    let mut w = World::new();
+    w.init();
+    let signal = w.dir.join("streaming");
+    let body = format!(
+        "\"$REAL\" \"$@\" | {{ head -c 2000000; touch {}; sleep 5; cat; }}",
+        signal.display()
+    );
+    let dir = wrapper(&w, &body);
+    let cmd = w.cmd_on_path(&["--timeout", "20s", "run", "db"], PASSWORD, Some(&dir));
+    let runner = std::thread::spawn(move || cmd.run());
+    assert!(wait_until(Duration::from_secs(60), || signal.exists()));
+    w.s3.stop();
+    let out = runner.join().unwrap();
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.records_of("summary")[0]["result"], "failed");
+    w.s3.restart();
+    assert_eq!(manifests(&w), 0);
+    assert_eq!(db_snapshots(&w), 0);
+}
+
+#[test]
+fn a_second_concurrent_run_exits_75_naming_the_holder() {
+    let w = World::new();
+    w.init();
+    let signal = w.dir.join("streaming");
+    let body = format!(
+        "\"$REAL\" \"$@\" | {{ head -c 1000000; touch {}; sleep 4; cat; }}",
+        signal.display()
+    );
+    let dir = wrapper(&w, &body);
+    let first = w.cmd_on_path(&["run", "db"], PASSWORD, Some(&dir));
+    let runner = std::thread::spawn(move || first.run());
+    assert!(wait_until(Duration::from_secs(60), || signal.exists()));
+    let second = w.cmd(&["run"]).assert_code(75);
+    assert!(
+        second.stderr.contains("backup-run run db"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains("pid") || second.stderr.contains("PID"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(runner.join().unwrap().code(), 0);
+    assert_eq!(manifests(&w), 1);
+}
+
+#[test]
+fn a_locked_repository_makes_forget_exit_75() {
+    let w = World::new();
+    w.init();
+    // Two sets under keep last=1: the older one is to be forgotten.
+    w.cmd(&["run", "volumes"]).assert_success();
+    w.cmd(&["run", "volumes"]).assert_success();
+    // A live restic backup holds a shared lock while its stdin stays open.
+    let mut holder = Command::new("restic")
+        .args([
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "hold",
+            "--host",
+            "other",
+        ])
+        .env("RESTIC_REPOSITORY", &w.repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("AWS_ACCESS_KEY_ID", w.s3.access_key())
+        .env("AWS_SECRET_ACCESS_KEY", w.s3.secret_key())
+        .env("RESTIC_CACHE_DIR", w.dir.join("cache-holder"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restic");
+    assert!(wait_until(Duration::from_secs(30), || !w
+        .restic()
+        .locks()
+        .unwrap()
+        .is_empty()));
+    let out = w.cmd(&["forget"]).assert_code(75);
+    assert!(out.stderr.contains("locked"), "{}", out.stderr);
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    w.cmd(&["forget"]).assert_success();
+}
+
+#[test]
+fn wrong_repository_password_exits_77() {
+    let w = World::new();
+    w.init();
+    let out = w
+        .cmd_with_password(&["run"], "not the password")
+        .assert_code(77);
+    assert!(out.stderr.contains("wrong password"), "{}", out.stderr);
+    assert!(!out.stderr.contains("not the password") && !out.stdout.contains("not the password"));
+    assert_eq!(w.stub.count("POST", "/ping/uuid/fail"), 1);
+}
+
+#[test]
+fn invalid_config_exits_78_with_file_line_and_column() {
+    let w = World::new();
+    w.write_config("physical", "keep_everything = true");
+    let out = w.cmd(&["run"]).assert_code(78);
+    let re = format!("{}:", w.config().display());
+    assert!(out.stderr.contains(&re), "{}", out.stderr);
+    let after = &out.stderr[out.stderr.find(&re).unwrap() + re.len()..];
+    let mut parts = after.split(':');
+    assert!(
+        parts.next().unwrap().parse::<u32>().is_ok(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        parts.next().unwrap().parse::<u32>().is_ok(),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        w.stub.requests().len(),
+        0,
+        "no ping for a run that never started"
+    );
+}
+
+#[test]
+fn volumes_with_3000_files_are_counted_and_dry_run_changes_nothing() {
+    let w = World::new();
+    w.init();
+    let assets = w.assets();
+    for d in 0..30 {
+        let sub = assets.join(format!("dir-{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..99 {
+            std::fs::write(sub.join(format!("{f}.bin")), vec![(d * f) as u8; 64 + f]).unwrap();
+        }
+    }
+    let plan = w.cmd(&["run", "volumes", "--dry-run"]).assert_success();
+    let p = &plan.records_of("plan")[0];
+    assert_eq!(p["files"], 20 + 30 * 99);
+    assert!(w.snapshots().is_empty(), "dry run stored something");
+    w.cmd(&["run", "volumes"]).assert_success();
+    let m = w.latest_manifest();
+    assert_eq!(m.volumes[0].files, 20 + 30 * 99);
+    assert!(m.database.is_none());
+    let restic = w.restic();
+    let content = pimops::backupset::read_content_manifest(
+        &restic,
+        &m.volumes[0].content_manifest_snapshot,
+        "assets",
+    )
+    .unwrap();
+    assert_eq!(content.entries.len(), 20 + 30 * 99);
+    let _: &Path = &assets;
+}

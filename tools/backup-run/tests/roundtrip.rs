@@ -1,0 +1,209 @@
+//! `init` and `run all` end to end: the snapshots, the manifest read back, metrics, pings.
+
+mod common;
+
+use common::{tag_values, World, ENV, HOST};
+use pimops::backupset::{DbMethod, SnapshotKind};
+
+#[test]
+fn init_twice_is_idempotent() {
+    let w = World::new();
+    let first = w.cmd(&["init"]).assert_success();
+    assert_eq!(first.records_of("repository")[0]["created"], true);
+    let second = w.cmd(&["init"]).assert_success();
+    assert_eq!(second.records_of("repository")[0]["created"], false);
+}
+
+#[test]
+fn run_all_stores_one_complete_set_with_exact_counts() {
+    let w = World::new();
+    w.init();
+    let out = w.cmd(&["run"]).assert_success();
+    let summary = &out.records_of("summary")[0];
+    assert_eq!(summary["result"], "ok", "{}", out.stdout);
+    let set = summary["set"].as_str().unwrap().to_string();
+    let kinds: Vec<String> = out
+        .records_of("snapshot")
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in ["db", "binlog", "content", "volume", "manifest"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+
+    // Every snapshot carries the set tag and the stable host.
+    let snaps = w.snapshots();
+    assert!(snaps.len() >= 5, "{snaps:?}");
+    for s in &snaps {
+        assert_eq!(tag_values(s, "set:"), std::slice::from_ref(&set), "{s:?}");
+        assert_eq!(s.hostname, HOST);
+    }
+    let db = snaps
+        .iter()
+        .find(|s| s.tags.contains(&"db".into()))
+        .unwrap();
+    assert_eq!(db.paths, ["/mariabackup.xbstream"]);
+
+    let m = w.latest_manifest();
+    assert_eq!(m.set_id.as_str(), set);
+    assert_eq!(m.env, ENV);
+    let d = m.database.as_ref().expect("database info");
+    assert_eq!(d.method, DbMethod::Physical);
+    let rows: Vec<(String, u64)> = d
+        .tables
+        .iter()
+        .map(|t| (format!("{}.{}", t.schema, t.name), t.rows))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("shop.items".to_string(), 3),
+            ("shop.orders".to_string(), 2)
+        ]
+    );
+    let at = d.counts_at.as_ref().expect("counts_at with binlogs on");
+    assert!(at.file.starts_with("mysql-bin."), "{at:?}");
+    assert!(d.binlog.is_some());
+    // The binlog counts_at lies in was closed and shipped with the set.
+    let shipped: Vec<&str> = m
+        .snapshots_of(SnapshotKind::Binlog)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        shipped.contains(&at.file.as_str()),
+        "{shipped:?} lacks {}",
+        at.file
+    );
+    assert_eq!(m.volumes.len(), 1);
+    assert_eq!(m.volumes[0].files, 20);
+    assert!(m.finished.is_some());
+
+    // Metrics per kind, pings start then success.
+    let metrics = w.metrics();
+    for kind in ["db", "binlog", "volume", "all"] {
+        assert!(
+            metrics.contains(&format!(
+                "pimops_backup_last_success_timestamp_seconds{{env=\"{ENV}\",kind=\"{kind}\"}}"
+            )),
+            "{kind}: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("pimops_backup_snapshots{env=\"test\",kind=\"volume\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(w.stub.count("POST", "/ping/uuid/start"), 1);
+    assert_eq!(w.stub.count("POST", "/ping/uuid"), 1);
+    assert_eq!(w.stub.count("POST", "/ping/uuid/fail"), 0);
+
+    // snapshots groups them into one complete set.
+    let listed = w.cmd(&["snapshots"]).assert_success();
+    let sets = listed.records_of("set");
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0]["complete"], true);
+}
+
+#[test]
+fn logical_round_trip_records_the_dump_coordinates() {
+    let w = World::new();
+    w.write_config("logical", "");
+    w.init();
+    w.cmd(&["run", "db"]).assert_success();
+    let m = w.latest_manifest();
+    let d = m.database.clone().expect("database info");
+    assert_eq!(d.method, DbMethod::Logical);
+    assert!(d.binlog.is_some(), "mariadb-dump --master-data coordinates");
+    assert_eq!(d.tables.iter().map(|t| t.rows).sum::<u64>(), 5);
+    let db = m.snapshots_of(SnapshotKind::Db).next().unwrap();
+    assert_eq!(db.path, "/dump.sql");
+    assert!(m.volumes.is_empty(), "run db backs up no volume");
+}
+
+#[test]
+fn binlogs_flush_then_ship_each_closed_file_once() {
+    let w = World::new();
+    w.init();
+    let active_of = |w: &World| {
+        w.db.sql("SHOW MASTER STATUS")
+            .split('\t')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // A write just before the run is in the active binlog: the run closes it and ships it,
+    // so the recovery point is the cron interval, not the next rotation.
+    w.db.sql("INSERT INTO shop.items (name) VALUES ('d');");
+    let active_before = active_of(&w);
+    let first = w.cmd(&["binlogs"]).assert_success();
+    let names = |o: &pimops_test_support::command::Outcome| -> Vec<String> {
+        o.records_of("snapshot")
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let shipped_first = names(&first);
+    assert!(
+        shipped_first.contains(&active_before),
+        "{active_before} (holding the last write) was not shipped: {shipped_first:?}"
+    );
+    let active_after = active_of(&w);
+    assert_ne!(active_after, active_before);
+    assert!(
+        !shipped_first.contains(&active_after),
+        "the active binlog {active_after} was shipped"
+    );
+    // The next run ships what became closed since, and nothing twice.
+    let second = w.cmd(&["binlogs"]).assert_success();
+    let shipped_second = names(&second);
+    assert_eq!(shipped_second, vec![active_after], "{}", second.stdout);
+    // No manifest: binlog shipping alone is not a restorable set.
+    assert!(w
+        .snapshots()
+        .iter()
+        .all(|s| !s.tags.contains(&"manifest".into())));
+}
+
+#[test]
+fn forget_keeps_the_last_set_and_what_it_needs() {
+    let w = World::new();
+    w.init();
+    for i in 0..3 {
+        w.db.sql(&format!("INSERT INTO shop.items (name) VALUES ('run{i}');"));
+        w.cmd(&["run"]).assert_success();
+    }
+    let before = w.snapshots();
+    let sets = |snaps: &[pimops::restic::Snapshot]| {
+        let mut s: Vec<String> = snaps.iter().flat_map(|s| tag_values(s, "set:")).collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    assert_eq!(sets(&before).len(), 3);
+    let plan = w.cmd(&["forget", "--dry-run"]).assert_success();
+    assert!(!plan.records_of("forget").is_empty());
+    assert_eq!(
+        w.snapshots().len(),
+        before.len(),
+        "dry run forgot something"
+    );
+
+    w.cmd(&["forget", "--prune"]).assert_success();
+    let after = w.snapshots();
+    let kept_sets = sets(
+        &after
+            .iter()
+            .filter(|s| !s.tags.contains(&"binlog".into()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let newest = w.latest_manifest();
+    assert_eq!(kept_sets, [newest.set_id.to_string()], "{after:?}");
+    // The kept base backup's binlogs from its base file on are still there.
+    let base = newest.database.unwrap().binlog.unwrap().file;
+    let binlogs: Vec<String> = after
+        .iter()
+        .flat_map(|s| tag_values(s, "binlog:"))
+        .collect();
+    assert!(binlogs.iter().any(|b| *b >= base), "{binlogs:?} vs {base}");
+    assert!(binlogs.iter().all(|b| *b >= base), "{binlogs:?} vs {base}");
+}

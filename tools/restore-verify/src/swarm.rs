@@ -1,0 +1,167 @@
+//! A Swarm service as a restore target: its datadir is a named volume on this node,
+//! restored while the service is scaled to 0 and scaled back afterwards.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pimops::exec::{Command, Exec, LocalExec};
+use pimops::inventory::DbEndpoint;
+use pimops::mariadb::Location;
+use pimops::{Error, Result};
+use serde_json::Value;
+
+/// Where the MariaDB image keeps its datadir.
+const DATADIR: &str = "/var/lib/mysql";
+
+/// A replicated service whose datadir volume is on this node.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub replicas: u64,
+    /// The volume's mountpoint on this host.
+    pub datadir: PathBuf,
+}
+
+fn docker(args: &[&str]) -> Result<String> {
+    let out = LocalExec.run(&Command::new("docker").args(args.iter().copied()))?;
+    if !out.success() {
+        return Err(Error::failed(format!(
+            "docker {}: {}",
+            args.join(" "),
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(out.stdout_str())
+}
+
+/// The service's replica count and the host path of the volume mounted on its datadir.
+pub fn inspect(name: &str) -> Result<Service> {
+    let spec: Value = serde_json::from_str(&docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec}}",
+        name,
+    ])?)
+    .map_err(|e| Error::failed(format!("docker service inspect {name}: {e}")))?;
+    let replicas = spec
+        .pointer("/Mode/Replicated/Replicas")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::failed(format!("service {name} is not a replicated service")))?;
+    let mounts = spec
+        .pointer("/TaskTemplate/ContainerSpec/Mounts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let volume = mounts
+        .iter()
+        .find(|m| m["Target"] == DATADIR && m["Type"] == "volume")
+        .and_then(|m| m["Source"].as_str())
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "service {name} has no named volume mounted on {DATADIR}"
+            ))
+        })?;
+    let mountpoint = docker(&["volume", "inspect", "--format", "{{.Mountpoint}}", volume])?;
+    Ok(Service {
+        name: name.to_string(),
+        replicas,
+        datadir: PathBuf::from(mountpoint.trim()),
+    })
+}
+
+/// `docker service scale NAME=N`, then wait until it converged: no task container left
+/// for 0, a server answering in the task container otherwise.
+pub fn scale(service: &Service, replicas: u64, timeout: Duration) -> Result<()> {
+    docker(&[
+        "service",
+        "scale",
+        "--detach",
+        &format!("{}={replicas}", service.name),
+    ])?;
+    let endpoint = DbEndpoint::Service(service.name.clone());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = match Location::resolve(&endpoint, &LocalExec) {
+            Err(_) => replicas == 0,
+            Ok(Location::Container { id, .. }) if replicas > 0 => {
+                let ping = LocalExec.run(&Command::new("docker").args([
+                    "exec",
+                    &id,
+                    "mariadb-admin",
+                    "ping",
+                    "--silent",
+                ]))?;
+                ping.success()
+            }
+            Ok(_) => false,
+        };
+        if done {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::failed(format!(
+                "service {} did not reach {replicas} running replicas within {}s",
+                service.name,
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The named Docker volume whose mountpoint `path` is (`docker volume inspect`), if any.
+fn volume_at(path: &std::path::Path) -> Result<Option<String>> {
+    let names = docker(&["volume", "ls", "-q"])?;
+    for name in names.split_whitespace() {
+        let mountpoint = docker(&["volume", "inspect", "--format", "{{.Mountpoint}}", name])?;
+        if std::path::Path::new(mountpoint.trim()) == path {
+            return Ok(Some(name.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// After a volume's directory was swapped for the restored one, the running containers that
+/// mount it still see the old directory (a bind of the old inode): restart, as a rolling
+/// update (`docker service update --force`), every Swarm service of this node that mounts
+/// the volume at `path`, and wait for each. The services restarted, by name.
+pub fn restart_users_of(path: &std::path::Path, timeout: Duration) -> Result<Vec<String>> {
+    let Some(volume) = volume_at(path)? else {
+        return Ok(Vec::new());
+    };
+    let ids = docker(&["service", "ls", "-q"])?;
+    let mut restarted = Vec::new();
+    for id in ids.split_whitespace() {
+        let spec: Value = serde_json::from_str(docker(&["service", "inspect", id])?.trim())
+            .map_err(|e| Error::failed(format!("docker service inspect {id}: {e}")))?;
+        let s = &spec[0]["Spec"];
+        let mounts = s["TaskTemplate"]["ContainerSpec"]["Mounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !mounts
+            .iter()
+            .any(|m| m["Source"].as_str() == Some(volume.as_str()))
+        {
+            continue;
+        }
+        let name = s["Name"].as_str().unwrap_or(id).to_string();
+        log::info!("restarting {name}: it mounts the restored volume {volume}");
+        let t = format!("{}s", timeout.as_secs());
+        let out = LocalExec.run(
+            &Command::new("docker")
+                .args(["service", "update", "--force", "--quiet", "--detach=false"])
+                .args(["--update-monitor", "5s"])
+                .arg(&name),
+        )?;
+        if !out.success() {
+            return Err(Error::failed(format!(
+                "restarting {name} on the restored volume {volume} (within {t}): {}",
+                out.stderr_str().trim()
+            )));
+        }
+        restarted.push(name);
+    }
+    Ok(restarted)
+}
