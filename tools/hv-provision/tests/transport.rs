@@ -1,0 +1,64 @@
+//! The PowerShell transport through a real sshd to the simulator: hostile values arrive as
+//! data, exactly, and PowerShell errors come back with the cmdlet's message.
+
+use pimops::hyperv::{scripts, HostClient};
+use pimops::inventory::Inventory;
+use pimops_test_support::hyperv_simulator::{HyperVSimulator, Model};
+use serde_json::json;
+
+const BASE: &str = r"D:\Images\base.vhdx";
+
+fn client(sim: &HyperVSimulator) -> HostClient {
+    let s = sim.sshd();
+    let text = format!(
+        "project = \"pim\"\n[hyperv]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nswitch = \"External\"\nvm_dir = 'D:\\VMs'\nbase_vhdx = '{BASE}'\n",
+        s.port(),
+        s.user(),
+        s.identity().display(),
+        s.known_hosts().display()
+    );
+    let inv = Inventory::from_str(&text, "infra.toml").expect("inventory");
+    HostClient::connect(inv.hyperv().expect("[hyperv]")).expect("connecting")
+}
+
+#[test]
+fn hostile_values_arrive_as_data_and_errors_name_the_cmdlet() {
+    let sim = HyperVSimulator::start(Model::new("External", BASE));
+    let host = client(&sim);
+    let hostile = "D:\\x'; Remove-VM * -Force; '\u{2019}$(Stop-Computer)`\n\"@'#";
+    let r = host
+        .run(
+            &scripts::CREATE_VM,
+            &json!({ "name": "pim-dev", "generation": 2, "memory_bytes": 1u64 << 32, "vm_dir": hostile,
+                     "switch": "External", "notes": hostile, "cpus": 2, "mac": "00155D0A0030" }),
+        )
+        .expect("create-vm");
+    let id = r["id"].as_str().expect("id").to_string();
+    {
+        let m = sim.model();
+        let vm = m.vm("pim-dev").expect("created");
+        assert_eq!((vm.path.as_str(), vm.notes.as_str()), (hostile, hostile));
+    }
+    sim.edit_vm("pim-dev", |v| v.state = "Running".into());
+    let e = host
+        .run(&scripts::SET_PROCESSOR, &json!({ "id": id, "cpus": 4 }))
+        .expect_err("a running VM refuses a processor change");
+    assert!(
+        e.to_string().starts_with(
+            "host script set-processor: Set-VMProcessor: 'pim-dev' failed to modify settings"
+        ),
+        "{e}"
+    );
+    assert_eq!(e.exit_code().code(), 1);
+    let state = host
+        .read_state(
+            &["pim-dev".into(), hostile.into()],
+            &["OpenSSH-Server-In-TCP".into()],
+            BASE,
+        )
+        .expect("read-state");
+    assert_eq!(state.vms.len(), 1);
+    assert_eq!(state.vms[0].notes, hostile);
+    assert!(state.base_vhdx);
+    assert_eq!(state.rules[0].remote_address, ["Any"]);
+}
