@@ -284,3 +284,86 @@ fn logical_dump_round_trip_with_binlog_coordinates() {
     assert!(e.to_string().contains("nope"), "{e}");
     let _ = Stdio::null();
 }
+
+/// A stand-in for mariadbd that, on its first `stalls` starts, does what a server hung in
+/// startup does: listens on the socket it was given and never greets. Later starts run
+/// the real server with the same arguments.
+fn stalling_mariadbd(dir: &Path, stalls: u32) -> PathBuf {
+    let real = require_program("mariadbd");
+    let python = require_program("python3");
+    let wrapper = dir.join("mariadbd-stalling");
+    let script = format!(
+        r#"#!/bin/sh
+count_file='{count}'
+n=$(cat "$count_file" 2>/dev/null || echo 0)
+echo $((n + 1)) > "$count_file"
+if [ "$n" -lt {stalls} ]; then
+  for a in "$@"; do case "$a" in --socket=*) sock="${{a#--socket=}}";; esac; done
+  exec '{python}' -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(8)
+time.sleep(600)' "$sock"
+fi
+exec '{real}' "$@"
+"#,
+        count = dir.join("starts").display(),
+        python = python.display(),
+        real = real.display(),
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+fn starts(dir: &Path) -> u32 {
+    std::fs::read_to_string(dir.join("starts"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_listens_but_never_greets_is_started_once_more() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    init_datadir(&data).unwrap();
+    let opts = ScratchOptions {
+        startup_stall: Duration::from_secs(2),
+        mariadbd: stalling_mariadbd(work.path(), 1),
+        ..ScratchOptions::default()
+    };
+    let server = ScratchServer::start(&data, &opts).expect("the second start succeeds");
+    assert_eq!(
+        starts(work.path()),
+        2,
+        "one stalled start, then the real one"
+    );
+    let rows = server.connection().unwrap().query("SELECT 1").unwrap();
+    assert_eq!(rows, vec![vec!["1".to_string()]]);
+    server.stop().expect("a clean shutdown");
+}
+
+#[test]
+fn a_server_that_stalls_twice_fails_naming_the_stall_and_its_threads() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    init_datadir(&data).unwrap();
+    let opts = ScratchOptions {
+        startup_stall: Duration::from_secs(1),
+        mariadbd: stalling_mariadbd(work.path(), 2),
+        ..ScratchOptions::default()
+    };
+    let e = ScratchServer::start(&data, &opts)
+        .err()
+        .expect("two stalls are an error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("listened for 1s without greeting a client"),
+        "{msg}"
+    );
+    assert!(msg.contains("threads: python3"), "{msg}");
+    assert_eq!(starts(work.path()), 2, "no third start");
+}

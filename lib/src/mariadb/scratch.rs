@@ -31,6 +31,11 @@ pub struct ScratchOptions {
     pub start_timeout: Duration,
     /// How long a clean shutdown may take before the server is killed.
     pub stop_timeout: Duration,
+    /// How long the server may listen without greeting a client before the start counts
+    /// as hung and is tried once more.
+    pub startup_stall: Duration,
+    /// The server binary: `mariadbd` from PATH unless set.
+    pub mariadbd: PathBuf,
 }
 
 impl Default for ScratchOptions {
@@ -40,6 +45,8 @@ impl Default for ScratchOptions {
             skip_grant_tables: true,
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(60),
+            startup_stall: STARTUP_STALL,
+            mariadbd: PathBuf::from("mariadbd"),
         }
     }
 }
@@ -142,15 +149,47 @@ pub struct ScratchServer {
 }
 
 impl ScratchServer {
-    /// Start the server on `datadir` and wait until its socket accepts connections.
+    /// Start the server on `datadir` and wait until it greets a client on its socket.
+    ///
+    /// A server that listens but never greets is killed and started once more: seen in
+    /// CI on a loaded machine, mariadbd 10.11 created its socket, then stopped before
+    /// "ready for connections" and ignored SIGTERM (its signal thread was not running
+    /// yet). A second start on the same datadir is safe: the first one wrote nothing but
+    /// InnoDB's own recovery, which the next start redoes.
     pub fn start(datadir: &Path, opts: &ScratchOptions) -> Result<ScratchServer> {
+        let mut attempt = 1;
+        loop {
+            let mut server = ScratchServer::spawn(datadir, opts)?;
+            match server.wait_ready(datadir, opts.start_timeout, opts.startup_stall)? {
+                Startup::Ready => return Ok(server),
+                Startup::Stalled(threads) => {
+                    let msg = format!(
+                        "the scratch mariadbd on {} listened for {}s without greeting a client ({threads})",
+                        datadir.display(),
+                        opts.startup_stall.as_secs()
+                    );
+                    if attempt >= START_ATTEMPTS {
+                        return Err(Error::failed(format!(
+                            "{msg}; its error log ends:\n{}",
+                            server.error_log_tail()
+                        )));
+                    }
+                    log::warn!("{msg}: killed, starting it again");
+                    drop(server);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn spawn(datadir: &Path, opts: &ScratchOptions) -> Result<ScratchServer> {
         let run_dir = private_dir()?;
         let mut server = ScratchServer {
             child: None,
             run_dir,
             stop_timeout: opts.stop_timeout,
         };
-        let mut cmd = Command::new("mariadbd");
+        let mut cmd = Command::new(&opts.mariadbd);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", datadir.display()))
             .arg(format!("--socket={}", server.socket().display()))
@@ -181,15 +220,34 @@ impl ScratchServer {
             .spawn()
             .map_err(|e| spawn_error("mariadbd", e))?;
         server.child = Some(child);
-        server.wait_ready(datadir, opts.start_timeout)?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self, datadir: &Path, timeout: Duration) -> Result<()> {
+    /// Ready means greeted: the socket accepts connections as soon as mariadbd creates
+    /// it, well before the server handles them, so a connect alone proves little.
+    fn wait_ready(
+        &mut self,
+        datadir: &Path,
+        timeout: Duration,
+        stall: Duration,
+    ) -> Result<Startup> {
         let deadline = Instant::now() + timeout;
+        let mut listening_since: Option<Instant> = None;
         loop {
-            if UnixStream::connect(self.socket()).is_ok() {
-                return Ok(());
+            match probe(&self.socket()) {
+                Probe::Greeted => return Ok(Startup::Ready),
+                Probe::Silent => {
+                    let since = *listening_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= stall {
+                        let threads = self
+                            .child
+                            .as_ref()
+                            .map(|c| thread_states(c.id()))
+                            .unwrap_or_default();
+                        return Ok(Startup::Stalled(threads));
+                    }
+                }
+                Probe::Closed => {}
             }
             let exited = match self.child.as_mut().map(Child::try_wait) {
                 Some(Ok(Some(status))) => Some(status.to_string()),
@@ -484,6 +542,85 @@ impl ScratchServer {
             thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// How long a socket may accept connections without the server greeting any before the
+/// start counts as hung. A healthy mariadbd takes milliseconds from creating its socket
+/// to handling connections; only crash recovery is slow, and it runs before the socket.
+const STARTUP_STALL: Duration = Duration::from_secs(30);
+/// Starts tried when the server hangs after creating its socket.
+const START_ATTEMPTS: u32 = 2;
+
+/// How a start ended, short of an error.
+enum Startup {
+    Ready,
+    /// Listening without greeting for the stall time; the server's thread states.
+    Stalled(String),
+}
+
+/// What a connection to the socket showed.
+enum Probe {
+    /// Nothing listens yet.
+    Closed,
+    /// The connect was taken, but no packet came within the probe's timeout.
+    Silent,
+    /// The server sent a packet: its handshake, or an error packet, either of which
+    /// means its connection handler runs.
+    Greeted,
+}
+
+fn probe(socket: &Path) -> Probe {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return Probe::Closed;
+    };
+    if stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .is_err()
+    {
+        return Probe::Silent;
+    }
+    // A packet header (3 bytes length, 1 sequence) and its first byte.
+    let mut head = [0u8; 5];
+    match stream.read_exact(&mut head) {
+        Ok(()) => Probe::Greeted,
+        Err(_) => Probe::Silent,
+    }
+}
+
+/// The kernel's view of a hung server's threads, for the error: each thread's name and
+/// the kernel function it waits in, counted (e.g. "mariadbd:do_epoll_wait x3").
+fn thread_states(pid: u32) -> String {
+    let dir = PathBuf::from(format!("/proc/{pid}/task"));
+    let Ok(tasks) = std::fs::read_dir(&dir) else {
+        return "thread states unavailable".to_string();
+    };
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for task in tasks.flatten() {
+        let read = |name: &str| {
+            std::fs::read_to_string(task.path().join(name))
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default()
+        };
+        let wchan = read("wchan");
+        let wchan = if wchan.is_empty() || wchan == "0" {
+            read("stat")
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|state| format!("state {state}"))
+                .unwrap_or_else(|| "running".to_string())
+        } else {
+            wchan
+        };
+        *counts
+            .entry(format!("{}:{wchan}", read("comm")))
+            .or_default() += 1;
+    }
+    let list: Vec<String> = counts
+        .into_iter()
+        .map(|(k, n)| if n > 1 { format!("{k} x{n}") } else { k })
+        .collect();
+    format!("threads: {}", list.join(", "))
 }
 
 /// What mariadbd logs once InnoDB has written everything and closed its files (10.11:
