@@ -238,6 +238,17 @@ pub fn write_man_pages(cmd: Command, extra: &ManPage, dir: &Path) -> std::io::Re
         man.render_synopsis_section(&mut buf)?;
         man.render_description_section(&mut buf)?;
         man.render_options_section(&mut buf)?;
+        // A subcommand's page stands alone (`man backup-run-run`): the tool's exit codes
+        // and environment hold for it too, and its examples are the tool's that use it.
+        let examples: Vec<(&str, &str)> = extra
+            .examples
+            .iter()
+            .copied()
+            .filter(|(example, _)| invokes(example, &name, sub.get_name()))
+            .collect();
+        table(&mut buf, "EXIT STATUS", &extra.exit_status)?;
+        table(&mut buf, "ENVIRONMENT", &extra.environment)?;
+        table(&mut buf, "EXAMPLES", &examples)?;
         if sub_cmd.get_version().is_some() {
             man.render_version_section(&mut buf)?;
         }
@@ -246,6 +257,18 @@ pub fn write_man_pages(cmd: Command, extra: &ManPage, dir: &Path) -> std::io::Re
         written.push(path);
     }
     Ok(written)
+}
+
+/// Whether a shell example runs `tool` with subcommand `sub` in one of its pipeline or
+/// `&&` segments (`backup-run --env prod run all` runs `run`).
+fn invokes(example: &str, tool: &str, sub: &str) -> bool {
+    example
+        .split(['|', ';'])
+        .flat_map(|part| part.split("&&"))
+        .any(|segment| {
+            let mut words = segment.split_whitespace();
+            words.next() == Some(tool) && words.any(|w| w == sub)
+        })
 }
 
 /// Write bash, zsh and fish completions for `cmd` into `dir`.
@@ -318,14 +341,50 @@ mod tests {
         };
         let files = write_man_pages(Demo::command(), &extra, dir.path()).unwrap();
         assert_eq!(files.len(), 2, "{files:?}");
-        let page = std::fs::read_to_string(&files[0]).unwrap();
-        for needle in [
-            ".SH \"EXIT STATUS\"",
-            ".SH \"ENVIRONMENT\"",
-            ".SH \"EXAMPLES\"",
-            "PIMOPS_CONFIG",
-        ] {
-            assert!(page.contains(needle), "missing {needle}");
+        for file in &files {
+            let page = std::fs::read_to_string(file).unwrap();
+            for needle in [
+                ".SH \"EXIT STATUS\"",
+                ".SH \"ENVIRONMENT\"",
+                ".SH \"EXAMPLES\"",
+                "PIMOPS_CONFIG",
+                "demo\\-tool thing \\-\\-json",
+            ] {
+                assert!(
+                    page.contains(needle),
+                    "{}: missing {needle}",
+                    file.display()
+                );
+            }
         }
+    }
+
+    #[test]
+    fn examples_belong_to_the_subcommands_they_run() {
+        assert!(invokes(
+            "backup-run --env prod run all",
+            "backup-run",
+            "run"
+        ));
+        assert!(invokes(
+            "cf-sync ips --format cidrs | ovh-order firewall --ip 1.2.3.4 --from -",
+            "ovh-order",
+            "firewall"
+        ));
+        assert!(invokes(
+            "ovh-order plan && ovh-order order --yes",
+            "ovh-order",
+            "order"
+        ));
+        assert!(!invokes(
+            "cf-sync ips --format cidrs",
+            "ovh-order",
+            "firewall"
+        ));
+        assert!(!invokes(
+            "backup-run --env prod run all",
+            "backup-run",
+            "init"
+        ));
     }
 }

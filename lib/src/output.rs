@@ -327,8 +327,25 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn reader_never_panics(s in "\\PC*") {
-            let _ = read_records("<fuzz>", s.as_bytes());
+        fn reader_never_panics(s in "(\\PC|\n)*") {
+            if let Err(e) = read_records("<fuzz>", s.as_bytes()) {
+                proptest::prop_assert!(e.to_string().starts_with("<fuzz>:"), "{}", e);
+            }
+        }
+
+        /// Valid records with garbage lines between them: the error names the first bad
+        /// line, never a panic.
+        #[test]
+        fn reader_names_the_first_bad_line(
+            good in 0usize..5,
+            bad in "[a-zA-Z0-9\\[\\]\"]\\PC{0,20}",
+        ) {
+            let mut text = "{\"type\":\"x\"}\n".repeat(good);
+            text.push_str(&bad);
+            text.push('\n');
+            let e = read_records("<fuzz>", text.as_bytes()).unwrap_err();
+            let want = format!("<fuzz>:{}:", good + 1);
+            proptest::prop_assert!(e.to_string().starts_with(&want), "{}", e);
         }
     }
 }

@@ -59,6 +59,7 @@ pub fn man_page() -> ManPage {
             ("backup-run --env prod run --dry-run", "What a run would back up; nothing is changed."),
             ("backup-run --env prod forget --prune", "Apply the keep policy, drop what no kept backup needs, prune."),
             ("backup-run --env prod check --read-data-subset 10%", "Verify the repository and a tenth of its data."),
+            ("backup-run --env prod unlock", "Remove restic locks whose holder died or that are older than 30 minutes; a live run's lock stays."),
             ("backup-run --env prod snapshots | jq -c 'select(.complete)'", "The complete backup sets."),
         ],
         sections: vec![(

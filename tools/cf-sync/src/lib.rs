@@ -54,7 +54,7 @@ pub fn man_page() -> ManPage {
             ("cf-sync plan --env prod > plan.jsonl && cf-sync apply --plan plan.jsonl", "Review, then apply exactly that plan (refused if the zone changed meanwhile)."),
             ("cf-sync apply --env stage --delete", "Plan and apply, also deleting owned records no longer in the inventory."),
             ("cf-sync adopt --env prod --dry-run", "Which existing records equal to the inventory's would become owned."),
-            ("cf-sync ips --format cidrs | ovh-order firewall --env prod", "Feed Cloudflare's ranges to the edge firewall."),
+            ("cf-sync ips --format cidrs | ovh-order firewall --ip 203.0.113.10 --from - --apply", "Feed Cloudflare's ranges to the edge firewall of the origin IP."),
             ("cf-sync ips --format traefik --out stack/traefik/cloudflare.yml", "The Traefik allow-list middleware file, rewritten only when the ranges change."),
             ("cf-sync origin-cert --env prod --out /etc/pimops/origin-prod", "The origin's certificate for prod's domain and *.domain (origin.crt, origin.key); kept while valid for more than 30 days."),
         ],

@@ -68,12 +68,25 @@ pub struct RunArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub textfile: Option<PathBuf>,
 
-    /// healthchecks.io-style ping: URL when all is OK, URL/fail with a log otherwise
-    #[arg(long, global = true, value_name = "URL")]
+    /// healthchecks.io-style ping: URL when all is OK, URL/fail with a log otherwise.
+    /// The URL holds a token: give it in the environment to keep it out of argv
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "HEALTHCHECK_PING_URL",
+        hide_env_values = true
+    )]
     pub ping: Option<String>,
 
-    /// POST a JSON alert to URL when any check is not OK
-    #[arg(long, global = true, value_name = "URL")]
+    /// POST a JSON alert to URL when any check is not OK (also from the environment)
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "HEALTHCHECK_WEBHOOK_URL",
+        hide_env_values = true
+    )]
     pub webhook: Option<String>,
 }
 

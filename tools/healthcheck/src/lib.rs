@@ -44,6 +44,10 @@ pub fn man_page() -> ManPage {
             ("PIMOPS_CONFIG", "The inventory file when --config is not given (default ./infra.toml)."),
             ("NO_COLOR", "When set and not empty, no colour in the table nor on stderr."),
             (
+                "HEALTHCHECK_PING_URL, HEALTHCHECK_WEBHOOK_URL",
+                "The --ping and --webhook URLs, kept out of the process list (they carry tokens); a flag wins over the variable.",
+            ),
+            (
                 "NAME, NAME_FILE",
                 "The secrets that checks name in password_secret (e.g. REDIS_PASSWORD), from the variable or from the file it names.",
             ),
@@ -52,7 +56,7 @@ pub fn man_page() -> ManPage {
             ("healthcheck", "Run every check of ./infra.toml for every env; a table on a terminal, JSON Lines in a pipe."),
             ("healthcheck --env prod --only 'front page' --format nagios", "One check for prod, as a Nagios plugin."),
             (
-                "healthcheck --env prod --textfile /var/lib/node_exporter --ping \"$PING_URL\" --format json >/dev/null",
+                "HEALTHCHECK_PING_URL=https://hc-ping.com/UUID healthcheck --env prod --textfile /var/lib/node_exporter --format json >/dev/null",
                 "From cron: node_exporter metrics and a healthchecks.io ping (URL/fail with a log when something is wrong).",
             ),
             (

@@ -37,6 +37,21 @@ fn all_ok_pings_the_url_itself() {
 }
 
 #[test]
+fn ping_and_webhook_urls_come_from_the_environment_too() {
+    let s = setup();
+    let bad = closed_url();
+    let out = hc()
+        .args(["url", &s.url_for("/ok"), &bad])
+        .env("HEALTHCHECK_PING_URL", s.url_for(&format!("/ping/{TOKEN}")))
+        .env("HEALTHCHECK_WEBHOOK_URL", s.url_for("/hook"))
+        .run();
+    out.assert_code(2);
+    assert_eq!(s.count("POST", &format!("/ping/{TOKEN}/fail")), 1);
+    assert_eq!(s.count("POST", "/hook"), 1);
+    assert!(!out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN));
+}
+
+#[test]
 fn a_failure_pings_fail_with_a_log_of_the_failing_checks() {
     let s = setup();
     let ping = s.url_for(&format!("/ping/{TOKEN}"));

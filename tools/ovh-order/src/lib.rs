@@ -52,6 +52,7 @@ pub fn man_page() -> ManPage {
             ("ovh-order plan", "The priced preview of [ovh.server] and [[ovh.ip]]: items, prices without and with tax, contracts."),
             ("ovh-order order --yes", "Order it, once; the order is recorded in the state file."),
             ("ovh-order wait --json | jq -r .ip", "Wait for delivery and print the server's IP (status changes go to stderr)."),
+            ("ovh-order status", "The account's servers and IPs, and the recorded orders with their status."),
             ("ovh-order ip move 198.51.100.4/30 --to ns3001234.ip-203-0-113.eu", "Route a block to the server."),
             ("cf-sync ips --format cidrs | ovh-order firewall --ip 203.0.113.10 --from -", "Plan the edge firewall: Cloudflare's CIDRs plus the admin sources."),
             ("cf-sync ips --format cidrs | ovh-order firewall --ip 203.0.113.10 --from - --apply", "Apply it."),

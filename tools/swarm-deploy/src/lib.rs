@@ -52,6 +52,7 @@ pub fn man_page() -> ManPage {
             ("swarm-deploy status --env prod", "Services, replicas, tags, update state."),
             ("swarm-deploy history --env prod --last 10 | jq -r '[.time,.tag,.result]|@tsv'", "The last ten deploys."),
             ("swarm-deploy prune --env prod --keep 5", "Remove unused hashed configs and secrets beyond the newest five per name."),
+            ("swarm-deploy unlock --env prod --yes", "Remove a deploy lock left by a deploy that was killed (its holder is shown first)."),
         ],
         sections: vec![(
             "SAFETY",
