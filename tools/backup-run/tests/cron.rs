@@ -1,0 +1,114 @@
+//! The shipped cron file, read the way cron reads it: every entry has five time fields, a
+//! user and a command; a bare `%` (which cron turns into a newline and cuts the command at)
+//! appears nowhere; each command is valid sh; and each backup-run invocation in it is valid
+//! usage of the real binary (a usage error would be exit 2, before the config is read).
+
+use std::path::PathBuf;
+
+use pimops_test_support::command::TestCommand;
+
+fn cron_file() -> (PathBuf, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cron/backup-run");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+/// The entries: (line number, time fields, user, command as cron passes it to the shell).
+fn entries(text: &str) -> Vec<(usize, Vec<String>, String, String)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && !is_assignment(t)
+        })
+        .map(|(i, l)| {
+            let mut rest = l.trim();
+            let mut fields = Vec::new();
+            for _ in 0..6 {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                fields.push(rest[..end].to_string());
+                rest = rest[end..].trim_start();
+            }
+            let user = fields.pop().unwrap();
+            (i + 1, fields, user, rest.to_string())
+        })
+        .collect()
+}
+
+fn is_assignment(line: &str) -> bool {
+    line.split_once('=').is_some_and(|(k, _)| {
+        !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// What cron hands to the shell: `\%` is a literal percent sign.
+fn as_cron_runs_it(line: usize, command: &str) -> String {
+    let mut out = String::new();
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'%') => {
+                out.push('%');
+                chars.next();
+            }
+            '%' => panic!("line {line}: a bare % ends the command there: write \\%"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn every_entry_is_well_formed_and_runs_valid_commands() {
+    let (path, text) = cron_file();
+    let list = entries(&text);
+    assert!(list.len() >= 4, "db, all, binlogs, forget+check: {list:?}");
+    for (line, time, user, command) in &list {
+        let at = format!("{}:{line}", path.display());
+        assert_eq!(time.len(), 5, "{at}: five time fields");
+        for f in time {
+            assert!(
+                f.chars().all(|c| c.is_ascii_digit() || "*/-,".contains(c)),
+                "{at}: time field {f:?}"
+            );
+        }
+        assert_eq!(user, "root", "{at}: the user field");
+        let shell = as_cron_runs_it(*line, command);
+        let syntax = std::process::Command::new("sh")
+            .args(["-n", "-c", &shell])
+            .output()
+            .unwrap();
+        assert!(
+            syntax.status.success(),
+            "{at}: sh -n: {}",
+            String::from_utf8_lossy(&syntax.stderr)
+        );
+        assert!(
+            shell.contains("set -a") && shell.contains("/etc/pimops/backup.env"),
+            "{at}: the credentials file is sourced with its variables exported"
+        );
+        for part in shell.split("&&").flat_map(|p| p.split("||")) {
+            let words: Vec<&str> = part
+                .split_whitespace()
+                .take_while(|w| !w.starts_with('>'))
+                .collect();
+            if words.first() != Some(&"backup-run") {
+                continue;
+            }
+            let args: Vec<&str> = words[1..]
+                .iter()
+                .map(|w| if *w == "ENV" { "prod" } else { w })
+                .collect();
+            let out = TestCommand::new(env!("CARGO_BIN_EXE_backup-run"))
+                .args(["--config", "/nonexistent/infra.toml"])
+                .args(&args)
+                .run();
+            assert_eq!(
+                out.status,
+                Some(78),
+                "{at}: `backup-run {}` must parse and then miss the config\n{out}",
+                args.join(" ")
+            );
+        }
+    }
+}
