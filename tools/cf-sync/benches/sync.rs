@@ -1,6 +1,9 @@
 //! `make bench`: a zone of 10,000 records with 500 changes, plan + apply against the
 //! emulator, in API calls and wall time; the baseline is what a per-record tool does for
-//! the same 500 changes (one PATCH each), run in the same invocation.
+//! the same 500 changes (one PATCH each), run in the same invocation. The batch limit is
+//! the Free plan's 200. The call-count goal is checked on every run (`cargo test` runs
+//! this too); the wall-time goal only under `cargo bench` (a `--bench` argument), where the
+//! binaries are optimised.
 
 use std::time::Instant;
 
@@ -18,10 +21,9 @@ fn main() {
     cf.add_records(&zone, RECORDS, |i| {
         json!({"name": format!("h{i}"), "type": "A", "content": "192.0.2.1", "comment": "cf-sync:prod"})
     });
-    cf.set_batch_limit(3500);
     let dir = TempDir::new();
     let mut toml = format!(
-        "project = \"pim\"\n[cloudflare]\napi = \"{}\"\nbatch_limit = 3500\n[env.prod]\ndocker = \"local\"\nzone = \"example.com\"\n",
+        "project = \"pim\"\n[cloudflare]\napi = \"{}\"\nbatch_limit = 200\n[env.prod]\ndocker = \"local\"\nzone = \"example.com\"\n",
         cf.api_url()
     );
     for i in 0..RECORDS {
@@ -99,13 +101,21 @@ fn main() {
         base_calls,
         base_wall.as_secs_f64()
     );
+    let full = std::env::args().any(|a| a == "--bench");
+    let fast = wall.as_secs_f64() <= 2.0;
     println!(
-        "ratio: {:.1}x fewer calls; goal <= 10 calls and <= 2 s: {}",
+        "ratio: {:.1}x fewer calls; goal <= 10 calls: {}; <= 2 s: {}",
         base_calls as f64 / calls.max(1) as f64,
-        if calls <= 10 && wall.as_secs_f64() <= 2.0 {
-            "met"
-        } else {
-            "NOT met"
+        if calls <= 10 { "met" } else { "NOT met" },
+        match (full, fast) {
+            (false, _) => "not judged outside `cargo bench`",
+            (true, true) => "met",
+            (true, false) => "NOT met",
         }
     );
+    assert!(
+        calls <= 10,
+        "{calls} API calls for plan + apply, goal <= 10"
+    );
+    assert!(!full || fast, "plan + apply took {wall:?}, goal <= 2 s");
 }

@@ -53,8 +53,15 @@ pub fn apply_env(
             chunk.posts.len()
         );
         client.batch(&zone_id, &chunk).map_err(|e| {
+            // A refusal is an answer: the batch is one transaction and was not applied. No
+            // answer (a 5xx after retries, a timeout) says nothing: it may have been.
+            let outcome = if e.kind() == pimops::ErrorKind::Unavailable {
+                "no answer: Cloudflare may or may not have applied it; `cf-sync plan` shows the zone as it is"
+            } else {
+                "one transaction: not applied"
+            };
             e.context(format!(
-                "{} ({}): DNS batch {}/{n} (one transaction: not applied{})",
+                "{} ({}): DNS batch {}/{n} ({outcome}{})",
                 plan.zone,
                 env.name,
                 i + 1,

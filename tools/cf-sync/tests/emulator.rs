@@ -83,9 +83,16 @@ fn pages_follow_total_pages_and_unknown_zones_are_config_errors() {
         12_345,
         |i| json!({"name": format!("h{i}"), "type": "A", "content": "192.0.2.1"}),
     );
-    let c = client(&cf);
+    let c = client(&cf).with_records_per_page(5000);
     assert_eq!(c.dns_records(&zone).unwrap().len(), 12_345);
     assert_eq!(cf.count("GET", "/dns_records"), 3);
+    cf.clear_requests();
+    assert_eq!(client(&cf).dns_records(&zone).unwrap().len(), 12_345);
+    assert_eq!(
+        cf.count("GET", "/dns_records"),
+        1,
+        "the default page takes it all"
+    );
     assert_eq!(c.zone("example.org").unwrap_err().kind(), ErrorKind::Config);
     let e = c
         .patch_setting(&zone, "ssl", &json!("sometimes"))
