@@ -79,6 +79,8 @@ struct Order {
     forced: Option<String>,
     delivered: bool,
     domains: Vec<String>,
+    /// `/me/order` lists that still leave this order out (an order OVH lists late).
+    unlisted_for: u32,
 }
 
 struct Task {
@@ -115,6 +117,8 @@ struct State {
     step: Duration,
     checkout_commit_then_503: u32,
     checkout_503: u32,
+    /// The next checkout's order stays out of this many `/me/order` lists.
+    checkout_unlisted: u32,
     faults: Vec<Fault>,
     next_id: u64,
     query: u64,
@@ -182,6 +186,7 @@ impl OvhEmulator {
             step: Duration::from_millis(1500),
             checkout_commit_then_503: 0,
             checkout_503: 0,
+            checkout_unlisted: 0,
             faults: Vec::new(),
             next_id: 100_000,
             query: 0,
@@ -228,6 +233,14 @@ impl OvhEmulator {
     /// The next `times` checkouts place the order, then answer 503.
     pub fn fail_checkout_after_commit(&self, times: u32) {
         self.st().checkout_commit_then_503 = times;
+    }
+
+    /// The next checkout places the order and answers 503, and the order is left out of
+    /// the next `lists` answers of `GET /me/order`, as when OVH lists a new order late.
+    pub fn fail_checkout_after_commit_listed_late(&self, lists: u32) {
+        let mut st = self.st();
+        st.checkout_commit_then_503 = 1;
+        st.checkout_unlisted = lists;
     }
 
     /// The next `times` checkouts answer 503 without placing the order.
@@ -888,6 +901,7 @@ impl State {
                         forced: None,
                         delivered: false,
                         domains: Vec::new(),
+                        unlisted_for: std::mem::take(&mut self.checkout_unlisted),
                     },
                 );
                 if self.checkout_commit_then_503 > 0 {
@@ -997,7 +1011,7 @@ impl State {
                                 {"name": "Dedicated server conditions", "url": "https://www.ovh.ie/support/termsofservice/dedicated.pdf", "content": "…"}]}))
     }
 
-    fn list_orders(&self, req: &Request) -> Answer {
+    fn list_orders(&mut self, req: &Request) -> Answer {
         let parse = |k: &str| {
             query_param(req, k)
                 .map(|v| chrono::DateTime::parse_from_rfc3339(&v).map(|d| d.timestamp()))
@@ -1006,17 +1020,19 @@ impl State {
             (Ok(f), Ok(t)) => (f, t),
             _ => return bad("date.from and date.to must be ISO 8601 dates"),
         };
-        let ids: Vec<u64> = self
-            .orders
-            .iter()
-            .filter(|(_, o)| {
-                let t = chrono::DateTime::parse_from_rfc3339(&o.date)
-                    .map(|d| d.timestamp())
-                    .unwrap_or(0);
-                from.is_none_or(|f| t >= f) && to.is_none_or(|e| t <= e)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let mut ids = Vec::new();
+        for (id, o) in self.orders.iter_mut() {
+            if o.unlisted_for > 0 {
+                o.unlisted_for -= 1;
+                continue;
+            }
+            let t = chrono::DateTime::parse_from_rfc3339(&o.date)
+                .map(|d| d.timestamp())
+                .unwrap_or(0);
+            if from.is_none_or(|f| t >= f) && to.is_none_or(|e| t <= e) {
+                ids.push(*id);
+            }
+        }
         ok(json!(ids))
     }
 

@@ -45,6 +45,7 @@ pub fn order(s: &mut Session, args: &OrderArgs, scope: Scope) -> Result<u8> {
     let _lock = state::lock(&s.state_path)?;
     let hash = cart::config_hash(&s.ovh, scope);
     let mut st = State::load(&s.state_path)?;
+    settle_uncertain(s, &mut st, &hash, scope, args.again)?;
     refuse_matching(&s.client, &st, &hash, scope, args.again)?;
 
     let cart = cart::build(&s.client, &s.ovh, s.inventory.project(), scope)?;
@@ -67,7 +68,30 @@ pub fn order(s: &mut Session, args: &OrderArgs, scope: Scope) -> Result<u8> {
         Ok(order) => vec![record_from(&order, scope, &hash, "checkout")?],
         Err(e) if e.kind() == ErrorKind::Unavailable => {
             log::warn!("checkout answer lost ({e}); looking the order up instead of retrying");
-            recover(&s.client, since, &before, scope, &hash, &e)?
+            let checkout_at = ovh_now(&s.client)?;
+            match recover(&s.client, since, &before, scope, &hash)? {
+                Some(records) => records,
+                None => {
+                    // Not in the list yet is not "not ordered": OVH may list it later.
+                    // Recorded, so that no later run checks out again before it is settled.
+                    st.uncertain.push(state::UncertainCheckout {
+                        kind: scope.kind().into(),
+                        config_hash: hash.clone(),
+                        listed_from: rfc3339(since),
+                        checkout_at: rfc3339(checkout_at),
+                        orders_before: before.iter().copied().collect(),
+                        cause: e.to_string(),
+                    });
+                    st.save(&s.state_path)?;
+                    return Err(Error::unavailable(format!(
+                        "checkout: {e}; no new order has appeared in /me/order yet. Recorded as an \
+                         uncertain checkout in {}: the next `order` looks for its order first and \
+                         orders again only when none has appeared {} minutes after it",
+                        s.state_path.display(),
+                        SETTLE.num_minutes()
+                    )));
+                }
+            }
         }
         Err(e) => return Err(e.context("checkout")),
     };
@@ -145,42 +169,135 @@ fn recent_orders(client: &Client, since: chrono::DateTime<chrono::Utc>) -> Resul
     Ok(ids.into_iter().collect())
 }
 
-/// After a lost checkout answer: the orders that appeared since the list taken before it.
+/// How long after a lost checkout answer its order may still appear in `/me/order`; past
+/// this, an order that has not appeared was not placed.
+const SETTLE: chrono::Duration = chrono::Duration::minutes(10);
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn parse_time(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            Error::data(format!(
+                "state file: uncertain checkout {field} {text:?}: {e}"
+            ))
+        })
+}
+
+/// Settle the earlier lost checkouts of this configuration before anything is ordered:
+/// an order that appeared since is recorded (and then blocks a new one like any other); a
+/// checkout younger than [`SETTLE`] whose order has not appeared blocks with 75; an older
+/// one is dropped. `--again` drops them all, as it overrides a recorded order.
+fn settle_uncertain(
+    s: &Session,
+    st: &mut State,
+    hash: &str,
+    scope: Scope,
+    again: bool,
+) -> Result<()> {
+    let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut st.uncertain)
+        .into_iter()
+        .partition(|u| u.config_hash == hash && u.kind == scope.kind());
+    st.uncertain = others;
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let now = ovh_now(&s.client)?;
+    let mut waiting = None;
+    for u in mine {
+        let since = parse_time("listed_from", &u.listed_from)?;
+        let before: BTreeSet<u64> = u.orders_before.iter().copied().collect();
+        let known: BTreeSet<u64> = st.orders.iter().map(|o| o.order_id).collect();
+        let found = appeared(&s.client, since, &before, scope, hash)?;
+        let found: Vec<OrderRecord> = found
+            .into_iter()
+            .filter(|r| !known.contains(&r.order_id))
+            .collect();
+        if !found.is_empty() {
+            for r in &found {
+                log::warn!(
+                    "the uncertain checkout of {} did place order {}: recorded it",
+                    u.checkout_at,
+                    r.order_id
+                );
+            }
+            st.orders.extend(found);
+            continue;
+        }
+        let checkout_at = parse_time("checkout_at", &u.checkout_at)?;
+        if again {
+            log::warn!(
+                "no order has appeared for the uncertain checkout of {}; ordering anyway (--again)",
+                u.checkout_at
+            );
+        } else if now < checkout_at + SETTLE {
+            waiting = Some((u.checkout_at.clone(), rfc3339(checkout_at + SETTLE)));
+            st.uncertain.push(u);
+        } else {
+            log::info!(
+                "no order appeared within {} minutes of the uncertain checkout of {}: it placed none",
+                SETTLE.num_minutes(),
+                u.checkout_at
+            );
+        }
+    }
+    st.save(&s.state_path)?;
+    match waiting {
+        Some((at, until)) => Err(Error::temporary(format!(
+            "the checkout of {at} got no answer and its order has not appeared in /me/order yet: \
+             not ordering before {until} (OVH's time), when it counts as not placed; check the OVH \
+             manager, or --again to order regardless"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The orders of the account that appeared since `before` was listed from `since`.
+fn appeared(
+    client: &Client,
+    since: chrono::DateTime<chrono::Utc>,
+    before: &BTreeSet<u64>,
+    scope: Scope,
+    hash: &str,
+) -> Result<Vec<OrderRecord>> {
+    recent_orders(client, since)?
+        .difference(before)
+        .map(|id| {
+            let order: Value = client.get(&format!("/me/order/{id}"))?;
+            let mut rec = record_from(&order, scope, hash, "lookup")?;
+            rec.order_id = *id;
+            Ok(rec)
+        })
+        .collect()
+}
+
+/// After a lost checkout answer: the orders that appeared since the list taken before it,
+/// or `None` when none has appeared after a few looks.
 fn recover(
     client: &Client,
     since: chrono::DateTime<chrono::Utc>,
     before: &BTreeSet<u64>,
     scope: Scope,
     hash: &str,
-    cause: &Error,
-) -> Result<Vec<OrderRecord>> {
+) -> Result<Option<Vec<OrderRecord>>> {
     // An order can take a moment to show in the list.
     for attempt in 0..3 {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(2));
         }
-        let new: Vec<u64> = recent_orders(client, since)?
-            .difference(before)
-            .copied()
-            .collect();
-        if new.is_empty() {
+        let found = appeared(client, since, before, scope, hash)?;
+        if found.is_empty() {
             continue;
         }
-        return new
-            .iter()
-            .map(|id| {
-                let order: Value = client.get(&format!("/me/order/{id}"))?;
-                let mut rec = record_from(&order, scope, hash, "lookup")?;
-                rec.order_id = *id;
-                log::warn!("the checkout did place order {id}: recorded it");
-                Ok(rec)
-            })
-            .collect();
+        for r in &found {
+            log::warn!("the checkout did place order {}: recorded it", r.order_id);
+        }
+        return Ok(Some(found));
     }
-    Err(Error::unavailable(format!(
-        "checkout: {cause}; no new order appeared in /me/order, so nothing was ordered: \
-         it is safe to run `order --yes` again"
-    )))
+    Ok(None)
 }
 
 /// A state record from a checkout answer or a `GET /me/order/{id}`.

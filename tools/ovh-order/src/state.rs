@@ -13,6 +13,27 @@ use serde::{Deserialize, Serialize};
 pub struct State {
     #[serde(default)]
     pub orders: Vec<OrderRecord>,
+    /// Checkouts whose answer was lost and whose order had not shown in `/me/order` yet:
+    /// the next `order` of the same configuration looks for it before anything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain: Vec<UncertainCheckout>,
+}
+
+/// A checkout that may or may not have placed an order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UncertainCheckout {
+    /// `server` or `ip`, as in [`OrderRecord::kind`].
+    pub kind: String,
+    pub config_hash: String,
+    /// OVH's time, RFC 3339, from which `/me/order` was listed around the checkout.
+    pub listed_from: String,
+    /// OVH's time of the checkout, RFC 3339.
+    pub checkout_at: String,
+    /// The account's orders listed just before the checkout: anything newer is its order.
+    pub orders_before: Vec<u64>,
+    /// Why the answer was lost, for the person reading the file.
+    pub cause: String,
 }
 
 /// One placed order.

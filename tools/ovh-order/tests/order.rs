@@ -136,14 +136,56 @@ fn a_checkout_that_commits_then_answers_503_leaves_exactly_one_order() {
 }
 
 #[test]
-fn a_checkout_that_fails_before_committing_says_nothing_was_ordered() {
+fn a_checkout_that_failed_before_committing_is_ordered_again_only_once_settled() {
     let env = Env::new("rbx");
     env.ovh.fail_checkout_before_commit(1);
     let out = env.cmd().args(["order", "--yes"]).assert_code(69);
-    assert!(out.stderr.contains("nothing was ordered"), "{out}");
+    assert!(out.stderr.contains("uncertain checkout"), "{out}");
     assert!(env.ovh.order_ids().is_empty());
+    // Right away, its order could still appear: no second checkout.
+    let out = env.cmd().args(["order", "--yes"]).assert_code(75);
+    assert!(out.stderr.contains("not ordering before"), "{out}");
+    assert_eq!(checkouts(&env), 1, "{out}");
+    // Ten minutes later (OVH's clock) no order has appeared: it placed none.
+    env.ovh.set_clock_offset(11 * 60);
     env.cmd().args(["order", "--yes"]).assert_success();
     assert_eq!(env.ovh.order_ids().len(), 1);
+    assert_eq!(checkouts(&env), 2);
+}
+
+#[test]
+fn an_uncertain_checkout_may_be_overridden_with_again() {
+    let env = Env::new("rbx");
+    env.ovh.fail_checkout_before_commit(1);
+    env.cmd().args(["order", "--yes"]).assert_code(69);
+    env.cmd()
+        .args(["order", "--yes", "--again"])
+        .assert_success();
+    assert_eq!(env.ovh.order_ids().len(), 1);
+}
+
+#[test]
+fn an_order_listed_late_is_found_by_the_next_run_and_never_ordered_twice() {
+    let env = Env::new("rbx");
+    // The checkout commits, its answer is lost, and the order is missing from the three
+    // lists the run looks at.
+    env.ovh.fail_checkout_after_commit_listed_late(3);
+    let out = env.cmd().args(["order", "--yes"]).assert_code(69);
+    assert!(out.stderr.contains("uncertain checkout"), "{out}");
+    assert_eq!(env.ovh.order_ids().len(), 1);
+    // The rerun a user would try finds and records it, and refuses a second one.
+    let out = env.cmd().args(["order", "--yes"]).assert_code(1);
+    assert!(out.stderr.contains("did place order"), "{out}");
+    assert!(out.stderr.contains("not ordering twice"), "{out}");
+    assert_eq!(env.ovh.order_ids().len(), 1);
+    assert_eq!(checkouts(&env), 1);
+    let state = env.state();
+    assert_eq!(state["orders"][0]["recorded_from"], "lookup", "{state}");
+    assert_eq!(
+        state["orders"][0]["order_id"].as_u64(),
+        env.ovh.order_ids().first().copied()
+    );
+    assert!(state.get("uncertain").is_none(), "settled: {state}");
 }
 
 #[test]
