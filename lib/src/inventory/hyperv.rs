@@ -244,6 +244,11 @@ pub struct Vm {
     /// DNS resolvers written into the guest's network config.
     #[serde(default)]
     pub nameservers: Vec<IpAddr>,
+    /// Join the Swarm whose manager listens here (`10.10.0.10:2377`) instead of starting
+    /// one: a node added to an env. The join token comes from `SWARM_JOIN_TOKEN` (or
+    /// `_FILE`) when the seed is built.
+    #[serde(default)]
+    pub swarm_join: Option<std::net::SocketAddr>,
 }
 
 fn default_true() -> bool {

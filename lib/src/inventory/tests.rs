@@ -321,7 +321,7 @@ fn unknown_keys_are_errors_at_the_key() {
     let text = format!("{BASE}[env.prod.vm]\ncpus = 8\nmemroy = \"48GiB\"\n");
     assert_eq!(
         error(&text),
-        "infra.toml:7:1: env.prod.vm.memroy: unknown field `memroy`, expected one of `name`, `cpus`, `memory`, `disk`, `mac`, `ip`, `gateway`, `nameservers`"
+        "infra.toml:7:1: env.prod.vm.memroy: unknown field `memroy`, expected one of `name`, `cpus`, `memory`, `disk`, `mac`, `ip`, `gateway`, `nameservers`, `swarm_join`"
     );
     assert_eq!(
         error("project = \"p\"\nprojekt = \"p\"\n"),
@@ -476,8 +476,7 @@ fn assert_config_or_ok(
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
-
+    // Case count from PROPTEST_CASES (proptest's default config), so `make fuzz` scales it.
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
         assert_config_or_ok(&text)?;

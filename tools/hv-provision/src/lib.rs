@@ -25,13 +25,21 @@ pub fn command() -> clap::Command {
 pub fn man_page() -> ManPage {
     ManPage {
         exit_status: pimops::cli::standard_exit_status(),
-        environment: pimops::cli::common_environment(),
+        environment: [
+            pimops::cli::common_environment(),
+            vec![(
+                "SWARM_JOIN_TOKEN, SWARM_JOIN_TOKEN_FILE",
+                "The Swarm join token for a VM whose vm.swarm_join is set (seed and apply); it goes into that VM's seed, which is written with mode 0600.",
+            )],
+        ]
+        .concat(),
         examples: vec![
             ("hv-provision plan", "The steps that would bring the host's VMs and firewall in line with infra.toml."),
             ("hv-provision plan --json > plan.jsonl && hv-provision apply --plan plan.jsonl --cloudflare-ips cf.txt", "Review, then apply exactly that plan (refused if the host changed since)."),
             ("cf-sync ips --format cidrs > cf.txt && hv-provision apply --env dev --cloudflare-ips cf.txt", "Create or update the dev VM; the seed's guest firewall lets 80/443 in from Cloudflare only."),
             ("hv-provision apply --env prod --allow-restart --yes=prod", "Apply prod changes that need the VM off (it is shut down and started again)."),
             ("hv-provision seed --env dev --cloudflare-ips cf.txt --out seed.iso", "Build the cloud-init seed ISO (label cidata) without touching the host."),
+            ("hv-provision status --env prod", "The prod VM as the host reports it: state, id, generation, processors, memory, disk, MAC."),
             ("hv-provision destroy --env dev --yes=pim-dev", "Turn the dev VM off and delete it, its disk and its seed."),
         ],
         sections: vec![
@@ -43,7 +51,7 @@ pub fn man_page() -> ManPage {
                 "ssh to [hyperv] host with strict host keys (unknown or changed: exit 77). The remote command is always the same: powershell -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand <bootstrap>. The bootstrap reads two base64 lines from stdin, a fixed script and its JSON data, and runs the script with the data as its argument; it prints one JSON document between ===Begin-Output=== and ===End-Output===. PowerShell errors are reported with the cmdlet's message.",
             ]),
             ("SEED", vec![
-                "A cloud-init NoCloud ISO labelled cidata with user-data (docker and nftables, the deploy user and its keys from [hyperv.seed], an nftables firewall allowing SSH from the admin sources and 80/443 from Cloudflare's ranges only, Swarm init), meta-data and network-config (the static address on the interface matched by the static MAC). It is built with xorriso (Debian package xorriso): cloud-init reads the hyphenated file names through Joliet/Rock Ridge, which xorriso writes and no maintained Rust crate does.",
+                "A cloud-init NoCloud ISO labelled cidata with user-data (docker and nftables, the deploy user and its keys from [hyperv.seed], an nftables firewall allowing SSH from the admin sources and 80/443 from Cloudflare's ranges only, Swarm init, or join with vm.swarm_join), meta-data and network-config (the static address on the interface matched by the static MAC). It is built with xorriso (Debian package xorriso): cloud-init reads the hyphenated file names through Joliet/Rock Ridge, which xorriso writes and no maintained Rust crate does.",
             ]),
         ],
     }

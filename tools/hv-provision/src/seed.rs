@@ -143,6 +143,10 @@ pub fn nftables(admin: &[Cidr], cloudflare: &[Cidr], own: &Cidr) -> String {
     )
 }
 
+/// The secret a node joining an existing Swarm presents (`docker swarm join-token -q worker`
+/// or `manager` on a manager).
+pub const JOIN_TOKEN_VAR: &str = "SWARM_JOIN_TOKEN";
+
 pub fn files(hv: &HyperV, d: &DesiredVm, cloudflare: &[Cidr]) -> Result<SeedFiles> {
     let admin = if hv.seed.admin_sources.is_empty() {
         &hv.admin_sources
@@ -160,9 +164,30 @@ pub fn files(hv: &HyperV, d: &DesiredVm, cloudflare: &[Cidr]) -> Result<SeedFile
         ));
     }
     let ip = d.vm.ip.addr.to_string();
-    let swarm = format!(
-        "docker info --format '{{{{.Swarm.LocalNodeState}}}}' | grep -qx active || docker swarm init --advertise-addr {ip}"
-    );
+    // Values reach the shell as positional parameters, never as script text.
+    let swarm = match d.vm.swarm_join {
+        None => json!([
+            "sh",
+            "-c",
+            "docker info --format '{{.Swarm.LocalNodeState}}' | grep -qx active || docker swarm init --advertise-addr \"$1\"",
+            "swarm-init",
+            ip,
+        ]),
+        Some(manager) => {
+            let token = pimops::secrets::require(JOIN_TOKEN_VAR).map_err(|e| {
+                e.context(format!("env.{}.vm.swarm_join is set", d.env))
+            })?;
+            json!([
+                "sh",
+                "-c",
+                "docker info --format '{{.Swarm.LocalNodeState}}' | grep -qx active || docker swarm join --advertise-addr \"$1\" --token \"$2\" \"$3\"",
+                "swarm-join",
+                ip,
+                token.expose(),
+                manager.to_string(),
+            ])
+        }
+    };
     let user_data = json!({
         "hostname": d.name,
         "package_update": true,
@@ -183,7 +208,7 @@ pub fn files(hv: &HyperV, d: &DesiredVm, cloudflare: &[Cidr]) -> Result<SeedFile
             ["systemctl", "enable", "--now", "nftables"],
             ["nft", "-f", "/etc/nftables.conf"],
             ["systemctl", "enable", "--now", "docker"],
-            ["sh", "-c", swarm],
+            swarm,
         ],
     });
     let mac =

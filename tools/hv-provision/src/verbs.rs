@@ -24,7 +24,18 @@ pub fn seed_verb(common: &CommonArgs, a: &SeedArgs) -> Result<u8> {
     let cloudflare = seed::read_cidrs(&a.cloudflare_ips)?;
     let iso = seed::iso(&seed::files(hv, &d, &cloudflare)?)?;
     match &a.out {
-        Some(path) => std::fs::write(path, &iso).map_err(|e| Error::io(path.display(), e))?,
+        // 0600: a seed that joins a Swarm carries its join token.
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|mut f| f.write_all(&iso))
+                .map_err(|e| Error::io(path.display(), e))?
+        }
         None => {
             let mut stdout = std::io::stdout().lock();
             if stdout.is_terminal() {

@@ -406,7 +406,6 @@ fn the_seed_iso_reads_back_with_label_cidata_and_its_three_files() {
     for needle in [
         KEY,
         "docker.io",
-        "docker swarm init --advertise-addr 10.10.0.30",
         "198.51.100.7/32",
         "173.245.48.0/20",
         "2400:cb00::/32",
@@ -418,6 +417,17 @@ fn the_seed_iso_reads_back_with_label_cidata_and_its_three_files() {
             "{needle} missing from\n{user_data}"
         );
     }
+    let swarm = last_runcmd(&user_data);
+    assert_eq!(swarm[..2], ["sh", "-c"], "{swarm:?}");
+    assert!(
+        swarm[2].ends_with("docker swarm init --advertise-addr \"$1\""),
+        "{swarm:?}"
+    );
+    assert_eq!(
+        swarm[3..],
+        ["swarm-init", "10.10.0.30"],
+        "the address as data"
+    );
     let meta = w.dir.read("extracted/meta-data");
     assert!(
         meta.contains("instance-id: iid-pim-dev") && meta.contains("local-hostname: pim-dev"),
@@ -439,6 +449,96 @@ fn the_seed_iso_reads_back_with_label_cidata_and_its_three_files() {
         .assert_success();
     let attached = w.sim.model().files[r"D:\Hyper-V\pim-dev\seed.iso"].len();
     assert!(attached > 10_000 && (attached as i64 - iso.len() as i64).abs() < 4096);
+}
+
+/// The last `runcmd` entry of a user-data file (the Swarm step), read as YAML.
+fn last_runcmd(user_data: &str) -> Vec<String> {
+    let doc: Value = serde_yaml_ng::from_str(user_data).expect("user-data is YAML");
+    let cmds = doc["runcmd"].as_array().expect("runcmd");
+    cmds.last()
+        .and_then(Value::as_array)
+        .expect("an argv")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// Build dev's seed and return its user-data.
+fn seed_user_data(w: &World, token: Option<&str>) -> (String, std::fs::Metadata) {
+    let mut cmd = w.cmd(&[
+        "seed",
+        "--env",
+        "dev",
+        "--cloudflare-ips",
+        "cf.txt",
+        "--out",
+        "join.iso",
+    ]);
+    if let Some(t) = token {
+        cmd = cmd.env("SWARM_JOIN_TOKEN", t);
+    }
+    cmd.run().assert_success();
+    let meta = std::fs::metadata(w.dir.join("join.iso")).unwrap();
+    let out_dir = w.dir.mkdir("join-extracted");
+    let st = std::process::Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(w.dir.join("join.iso"))
+        .args(["-extract", "/"])
+        .arg(&out_dir)
+        .output()
+        .expect("xorriso");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    (w.dir.read("join-extracted/user-data"), meta)
+}
+
+#[test]
+fn a_vm_that_joins_a_swarm_gets_the_token_as_data_in_a_private_iso() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = world();
+    let config = w.dir.read("infra.toml").replace(
+        r#"nameservers = ["1.1.1.1"] }"#,
+        r#"nameservers = ["1.1.1.1"], swarm_join = "10.10.0.10:2377" }"#,
+    );
+    w.dir.write("infra.toml", config);
+    // Without the token: a configuration error naming the variable and the key.
+    let out = w
+        .cmd(&[
+            "seed",
+            "--env",
+            "dev",
+            "--cloudflare-ips",
+            "cf.txt",
+            "--out",
+            "x.iso",
+        ])
+        .run();
+    out.assert_code(78);
+    assert!(
+        out.stderr.contains("SWARM_JOIN_TOKEN") && out.stderr.contains("env.dev.vm.swarm_join"),
+        "{out}"
+    );
+    let token = "SWMTKN-1-abc'$(reboot)`x`;\"q";
+    let (user_data, meta) = seed_user_data(&w, Some(token));
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "the ISO holds a secret"
+    );
+    let swarm = last_runcmd(&user_data);
+    assert!(
+        swarm[2].ends_with(r#"docker swarm join --advertise-addr "$1" --token "$2" "$3""#),
+        "{swarm:?}"
+    );
+    assert_eq!(
+        swarm[3..],
+        ["swarm-join", "10.10.0.30", token, "10.10.0.10:2377"],
+        "every value a positional parameter, the token byte for byte"
+    );
+    assert!(!swarm[2].contains("SWMTKN"), "no value in the script text");
 }
 
 #[test]
