@@ -34,6 +34,39 @@ fn a_local_clock_ten_minutes_off_still_signs_correctly() {
     );
 }
 
+/// The emulator's side of the test above: a correctly signed call whose timestamp is the
+/// uncorrected local clock is refused, so the tool passing there proves its correction.
+#[test]
+fn the_emulator_refuses_a_timestamp_outside_its_window() {
+    use pimops::http::{HttpClient, Request};
+    use pimops::ovh::sign::{local_now, signature};
+    use pimops_test_support::ovh_emulator::{APP_KEY, APP_SECRET, CONSUMER_KEY};
+
+    let env = Env::new("rbx");
+    env.ovh.set_clock_offset(600);
+    let url = format!("{}/me/order", env.ovh.url());
+    let send = |ts: i64| {
+        let req = Request::get(url.clone())
+            .header("X-Ovh-Application", APP_KEY)
+            .header("X-Ovh-Consumer", CONSUMER_KEY)
+            .header("X-Ovh-Timestamp", &ts.to_string())
+            .header(
+                "X-Ovh-Signature",
+                &signature(APP_SECRET, CONSUMER_KEY, "GET", &url, b"", ts),
+            );
+        HttpClient::default()
+            .send(req)
+            .map(|r| r.status())
+            .map_err(|e| e.to_string())
+    };
+    let refused = send(local_now()).expect_err("the local clock is 10 minutes off");
+    assert!(
+        refused.contains("HTTP 400") && refused.contains("QUERY_TIME_OUT"),
+        "{refused}"
+    );
+    assert_eq!(send(local_now() + 600), Ok(200));
+}
+
 #[test]
 fn a_consumer_key_not_yet_validated_is_refused_with_77() {
     let env = Env::new("rbx");
@@ -48,6 +81,11 @@ fn a_consumer_key_not_yet_validated_is_refused_with_77() {
             .contains("INVALID_CREDENTIAL: This credential is not valid"),
         "{out}"
     );
+    env.ovh.add_consumer("expired-key", "expired");
+    env.cmd()
+        .env("OVH_CONSUMER_KEY", "expired-key")
+        .arg("status")
+        .assert_code(77);
 }
 
 #[test]

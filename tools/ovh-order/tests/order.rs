@@ -219,3 +219,45 @@ fn status_records(stderr: &str) -> Vec<serde_json::Value> {
         .filter(|v| v["type"] == "status")
         .collect()
 }
+
+#[test]
+fn catalog_lists_offers_options_and_ip_prices_and_orders_nothing() {
+    let env = Env::new("rbx");
+    let out = env
+        .cmd()
+        .args(["catalog", "--plan", "24adv01"])
+        .assert_success();
+    let offers = out.records_of("offer");
+    let durations: Vec<&str> = offers
+        .iter()
+        .map(|o| o["duration"].as_str().unwrap())
+        .collect();
+    assert_eq!(durations, ["P1M", "P12M"], "{out}");
+    for o in &offers {
+        assert_eq!(o["plan"], "24adv01", "{out}");
+        assert_eq!(o["price"], "89.99 €", "{out}");
+        assert_eq!(o["currency"], "EUR", "{out}");
+    }
+    let options = out.records_of("option");
+    assert!(!options.is_empty(), "{out}");
+    assert!(options.iter().all(|o| o["for"] == "24adv01"), "{out}");
+    assert!(
+        out.records_of("ip-offer").is_empty(),
+        "a plan narrows the list"
+    );
+
+    let out = env.cmd().arg("catalog").assert_success();
+    assert!(!out.records_of("offer").is_empty(), "{out}");
+    assert!(
+        out.records_of("ip-offer")
+            .iter()
+            .any(|o| o["plan"] == "ip-v4-s30-ripe"),
+        "{out}"
+    );
+    assert!(
+        out.records_of("option").is_empty(),
+        "options only with --plan"
+    );
+    assert!(env.ovh.order_ids().is_empty());
+    assert_eq!(checkouts(&env), 0);
+}
