@@ -3,6 +3,7 @@
 mod common;
 
 use common::{changes, summary, Fixture, ENV_PROD};
+use pimops_test_support::command::TestCommand;
 use serde_json::json;
 
 const SETTINGS: &str =
@@ -398,4 +399,47 @@ settings = { security_level = "high" }
         (Some("high"), Some("strict"))
     );
     f.run(&["plan", "--json", "--expect-no-changes"], 0);
+}
+
+#[test]
+fn a_terminal_gets_the_plan_as_create_modify_delete_lines() {
+    let f = Fixture::new("", ENV_PROD);
+    f.run(&["apply", "--json"], 0);
+    let changed = ENV_PROD.replace("203.0.113.10", "203.0.113.11").replace(
+        "[[env.prod.dns]]\nname = \"_dmarc\"\ntype = \"TXT\"\ncontent = \"v=DMARC1; p=none\"\n",
+        "[[env.prod.dns]]\nname = \"www\"\ntype = \"CNAME\"\ncontent = \"pim.example.com\"\n",
+    );
+    assert_ne!(changed, ENV_PROD);
+    f.write_config("", &changed);
+    let line = format!(
+        "{} --config {} plan --delete",
+        env!("CARGO_BIN_EXE_cf-sync"),
+        f.config.display()
+    );
+    let out = TestCommand::new(pimops_test_support::require_program("script"))
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .env("CLOUDFLARE_API_TOKEN", common::TOKEN)
+        .args(["-qec", &line, "/dev/null"])
+        .run();
+    out.assert_success();
+    let screen = out.stdout.replace("\r\n", "\n");
+    let has = |prefix: &str, parts: &[&str]| {
+        screen
+            .lines()
+            .any(|l| l.trim_start().starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+    };
+    assert!(has("+ CREATE", &["CNAME", "www.example.com"]), "{screen}");
+    assert!(
+        has(
+            "± MODIFY",
+            &["pim.example.com", "203.0.113.10", "->", "203.0.113.11"]
+        ),
+        "{screen}"
+    );
+    assert!(has("- DELETE", &["TXT", "_dmarc.example.com"]), "{screen}");
+    assert!(
+        !screen.trim_start().starts_with('{'),
+        "not JSON on a terminal: {screen}"
+    );
 }
