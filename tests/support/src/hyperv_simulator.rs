@@ -8,8 +8,10 @@
 //!
 //! What the simulator checks, as the host would: the command is `powershell` with
 //! `-EncodedCommand` (UTF-16LE base64) and the line fits cmd's 8,191 characters; the
-//! encoded bootstrap reads a script and a data line from stdin; the script is one it
-//! knows (by its `# pimops-hv: NAME` first line). It then applies the data to the model
+//! encoded bootstrap is hv-provision's, character for character, and reads a script and a
+//! data line from stdin; the script is one of hv-provision's fixed scripts, named by its
+//! `# pimops-hv: NAME` first line and equal to that script's text, so that a value spliced
+//! into code would be refused here too. It then applies the data to the model
 //! with Hyper-V's rules: processor count, memory, static MAC, firmware, checkpoint type and
 //! automatic actions change only while the VM is off; a DVD drive is added to a
 //! Generation 2 VM only while off; switches and parent disks must exist; disks only grow;
@@ -87,6 +89,26 @@ pub struct SimRule {
     pub remote_address: Vec<String>,
 }
 
+/// The code the simulated host runs: hv-provision's bootstrap and its fixed scripts by
+/// name. Anything else is refused.
+#[derive(Debug, Clone, Default)]
+pub struct FixedCode {
+    pub bootstrap: String,
+    pub scripts: BTreeMap<String, String>,
+}
+
+impl FixedCode {
+    pub fn new<'a>(bootstrap: &str, scripts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        FixedCode {
+            bootstrap: bootstrap.to_string(),
+            scripts: scripts
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+        }
+    }
+}
+
 /// The host's state.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
@@ -98,6 +120,8 @@ pub struct Model {
     pub rules: Vec<SimRule>,
     /// Names of the scripts run, in order.
     pub calls: Vec<String>,
+    /// The only code it runs.
+    pub code: FixedCode,
     next_id: u64,
 }
 
@@ -202,8 +226,10 @@ pub struct HyperVSimulator {
 }
 
 impl HyperVSimulator {
-    /// Start sshd with the relay as its ForceCommand, serving `model`.
-    pub fn start(model: Model) -> HyperVSimulator {
+    /// Start sshd with the relay as its ForceCommand, serving `model` and running only
+    /// `code`.
+    pub fn start(mut model: Model, code: FixedCode) -> HyperVSimulator {
+        model.code = code;
         let spool = tempfile::Builder::new()
             .prefix("pimops-hyperv-")
             .tempdir()
@@ -394,20 +420,12 @@ fn ps_err(command: &str, category: &str, message: impl Into<String>) -> PsError 
 type PsResult<T> = Result<T, PsError>;
 
 fn run_bootstrap(m: &mut Model, bootstrap: &str, stdin: &[u8]) -> PsResult<Value> {
-    for needed in [
-        "$input",
-        "[scriptblock]::Create(",
-        "FromBase64String",
-        "ConvertFrom-Json",
-        "$ErrorActionPreference = 'Stop'",
-    ] {
-        if !bootstrap.contains(needed) {
-            return Err(ps_err(
-                "",
-                "ParserError",
-                format!("simulator: the encoded command is not the pimops bootstrap (no {needed})"),
-            ));
-        }
+    if bootstrap != m.code.bootstrap {
+        return Err(ps_err(
+            "",
+            "ParserError",
+            "simulator: the encoded command is not hv-provision's bootstrap",
+        ));
     }
     let text = String::from_utf8_lossy(stdin);
     let lines: Vec<&str> = text
@@ -451,11 +469,11 @@ fn run_bootstrap(m: &mut Model, bootstrap: &str, stdin: &[u8]) -> PsResult<Value
             )
         })?
         .to_string();
-    if !script.contains("param($d)") {
+    if m.code.scripts.get(&name) != Some(&script) {
         return Err(ps_err(
             "",
             "ParserError",
-            "simulator: the script takes no $d",
+            format!("simulator: the script {name:?} is not hv-provision's fixed text"),
         ));
     }
     m.calls.push(name.clone());

@@ -2,7 +2,7 @@
 //! real sshd.
 
 use pimops_test_support::command::{TempDir, TestCommand};
-use pimops_test_support::hyperv_simulator::{HyperVSimulator, Model, GIB};
+use pimops_test_support::hyperv_simulator::{FixedCode, HyperVSimulator, Model, GIB};
 use pimops_test_support::require_program;
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ struct World {
 
 fn world() -> World {
     require_program("xorriso");
-    let sim = HyperVSimulator::start(Model::new("External", BASE));
+    let sim = HyperVSimulator::start(Model::new("External", BASE), hv_code());
     let dir = TempDir::new();
     let w = World { sim, dir };
     w.write_config("dev", 2, "4GiB", "00:15:5D:0A:00:30");
@@ -557,4 +557,64 @@ fn seeds_refuse_an_empty_range_list() {
         ])
         .run();
     out.assert_code(65);
+}
+
+/// hv-provision's bootstrap and scripts: the only code the simulated host runs.
+fn hv_code() -> FixedCode {
+    FixedCode::new(
+        pimops::hyperv::wire::BOOTSTRAP,
+        pimops::hyperv::scripts::ALL
+            .iter()
+            .map(|s| (s.name, s.text)),
+    )
+}
+
+#[test]
+fn a_disk_grows_in_place_and_the_rdp_rule_comes_and_goes_with_the_config() {
+    let w = world();
+    w.cmd(&["apply", "--cloudflare-ips", "cf.txt", "--yes=prod"])
+        .run()
+        .assert_success();
+    let config = w.dir.read("infra.toml");
+    let grown = config
+        .replace(r#"disk = "20GiB""#, r#"disk = "30GiB""#)
+        .replace("state_timeout = 30\n", "state_timeout = 30\nrdp = true\n");
+    assert_ne!(grown, config);
+    w.dir.write("infra.toml", &grown);
+    let steps = w.steps(&[]);
+    assert_eq!(
+        actions(&steps),
+        ["pimops-rdp set_firewall_rule", "pim-dev resize_disk"]
+    );
+    assert!(
+        steps.iter().all(|s| s["requires_off"] == false),
+        "{steps:?}"
+    );
+    w.cmd(&["apply"]).run().assert_success();
+    {
+        let m = w.sim.model();
+        let dev = m.vm("pim-dev").expect("pim-dev");
+        assert_eq!(dev.state, "Running", "grown without a restart");
+        assert_eq!(m.vhds[&dev.disks[0]].size, 30 * GIB);
+        let rdp = m
+            .rules
+            .iter()
+            .find(|r| r.name == "pimops-rdp")
+            .expect("the RDP rule");
+        assert_eq!(
+            (rdp.enabled, rdp.action.as_str(), rdp.local_port.clone()),
+            (true, "Allow", vec!["3389".to_string()])
+        );
+        let mut from = rdp.remote_address.clone();
+        from.sort();
+        assert_eq!(from, ["198.51.100.7/32", "203.0.113.0/24"]);
+    }
+    assert!(w.steps(&[]).is_empty());
+
+    // RDP off again: hv-provision's rule is removed.
+    w.dir.write("infra.toml", grown.replace("rdp = true\n", ""));
+    assert_eq!(actions(&w.steps(&[])), ["pimops-rdp remove_firewall_rule"]);
+    w.cmd(&["apply"]).run().assert_success();
+    assert!(w.sim.model().rules.iter().all(|r| r.name != "pimops-rdp"));
+    assert!(w.steps(&[]).is_empty());
 }

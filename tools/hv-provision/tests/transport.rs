@@ -3,7 +3,7 @@
 
 use pimops::hyperv::{scripts, HostClient};
 use pimops::inventory::Inventory;
-use pimops_test_support::hyperv_simulator::{HyperVSimulator, Model};
+use pimops_test_support::hyperv_simulator::{FixedCode, HyperVSimulator, Model};
 use serde_json::json;
 
 const BASE: &str = r"D:\Images\base.vhdx";
@@ -23,7 +23,7 @@ fn client(sim: &HyperVSimulator) -> HostClient {
 
 #[test]
 fn hostile_values_arrive_as_data_and_errors_name_the_cmdlet() {
-    let sim = HyperVSimulator::start(Model::new("External", BASE));
+    let sim = HyperVSimulator::start(Model::new("External", BASE), hv_code());
     let host = client(&sim);
     let hostile = "D:\\x'; Remove-VM * -Force; '\u{2019}$(Stop-Computer)`\n\"@'#";
     let r = host
@@ -61,4 +61,40 @@ fn hostile_values_arrive_as_data_and_errors_name_the_cmdlet() {
     assert_eq!(state.vms[0].notes, hostile);
     assert!(state.base_vhdx);
     assert_eq!(state.rules[0].remote_address, ["Any"]);
+}
+
+/// hv-provision's bootstrap and scripts: the only code the simulated host runs.
+fn hv_code() -> FixedCode {
+    FixedCode::new(
+        pimops::hyperv::wire::BOOTSTRAP,
+        pimops::hyperv::scripts::ALL
+            .iter()
+            .map(|s| (s.name, s.text)),
+    )
+}
+
+/// The simulator runs hv-provision's scripts only as they are: a script with the right
+/// name and a spliced-in command is refused, and nothing changes on the host.
+#[test]
+fn a_script_that_is_not_the_fixed_text_is_refused_by_the_host() {
+    let sim = HyperVSimulator::start(Model::new("External", BASE), hv_code());
+    let host = client(&sim);
+    let tampered = scripts::Script {
+        name: scripts::CREATE_VM.name,
+        text: Box::leak(
+            format!("{}\nStop-Computer -Force\n", scripts::CREATE_VM.text).into_boxed_str(),
+        ),
+    };
+    let e = host
+        .run(
+            &tampered,
+            &json!({ "name": "pim-dev", "generation": 2, "memory_bytes": 1u64 << 32, "vm_dir": "D:\\vms",
+                     "switch": "External", "notes": "", "cpus": 2, "mac": "00155D0A0030" }),
+        )
+        .expect_err("refused");
+    assert!(
+        e.to_string().contains("not hv-provision's fixed text"),
+        "{e}"
+    );
+    assert!(sim.model().vm("pim-dev").is_none(), "nothing was created");
 }
