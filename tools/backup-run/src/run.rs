@@ -666,6 +666,10 @@ fn ship_binlogs(
 
 /// The closed binlogs not in `shipped`, oldest first, each with the command that reads
 /// it; `None` when binary logging is off.
+///
+/// Files older than the oldest one in the repository are not shipped: binlogs go out
+/// oldest first, so such a file was shipped once and then dropped by `forget` because no
+/// kept base backup needs it; shipping it again would only store what forget drops.
 fn unshipped_binlogs(
     conn: &Connection<'_>,
     status: &BinlogStatus,
@@ -678,12 +682,25 @@ fn unshipped_binlogs(
     let Some((_active, closed)) = files.split_last() else {
         return Ok(Some(Vec::new()));
     };
+    let floor = oldest_binlog(shipped);
     closed
         .iter()
         .filter(|f| !shipped.contains(&f.name))
+        .filter(|f| floor.is_none_or(|floor| !crate::forget::binlog_before(&f.name, floor)))
         .map(|f| Ok((f.clone(), conn.binlog_reader(status, &f.name)?)))
         .collect::<Result<Vec<_>>>()
         .map(Some)
+}
+
+/// The oldest of `names` in binlog order.
+fn oldest_binlog(names: &HashSet<String>) -> Option<&str> {
+    names.iter().map(String::as_str).reduce(|a, b| {
+        if crate::forget::binlog_before(b, a) {
+            b
+        } else {
+            a
+        }
+    })
 }
 
 fn ship_files(

@@ -206,4 +206,23 @@ fn forget_keeps_the_last_set_and_what_it_needs() {
         .collect();
     assert!(binlogs.iter().any(|b| *b >= base), "{binlogs:?} vs {base}");
     assert!(binlogs.iter().all(|b| *b >= base), "{binlogs:?} vs {base}");
+
+    // The server still has the forgotten files: the next shipping leaves them alone.
+    let out = w.cmd(&["binlogs"]).assert_success();
+    let shipped: Vec<String> = out
+        .records_of("snapshot")
+        .iter()
+        .filter(|r| r["kind"] == "binlog")
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        shipped.iter().all(|b| *b > base),
+        "forgotten binlogs shipped again: {shipped:?} (kept base {base})"
+    );
+    let again: Vec<String> = w
+        .snapshots()
+        .iter()
+        .flat_map(|s| tag_values(s, "binlog:"))
+        .collect();
+    assert!(again.iter().all(|b| *b >= base), "{again:?} vs {base}");
 }
