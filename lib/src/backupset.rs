@@ -198,6 +198,10 @@ pub struct TableInfo {
     pub name: String,
     pub rows: u64,
     pub engine: String,
+    /// `CHECKSUM TABLE` in the same snapshot as `rows`, for the tables the env's
+    /// `checksum_tables` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ fn sample(set: SetId) -> Manifest {
             name: "objects".into(),
             rows: 10_000,
             engine: "InnoDB".into(),
+            checksum: Some(3_770_035_346),
         }],
         counts_at: Some(BinlogPosition {
             file: "mysql-bin.000043".into(),

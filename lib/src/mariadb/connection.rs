@@ -118,8 +118,16 @@ pub struct CheckFailure {
     pub message: String,
 }
 
-/// Row counts per table, and the binlog position they are consistent with.
-type CountsAt = (Vec<(Table, u64)>, Option<BinlogCoordinates>);
+/// Row counts and checksums read in one consistent snapshot, and the binlog position
+/// that snapshot stands at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountsAt {
+    pub counts: Vec<(Table, u64)>,
+    /// `CHECKSUM TABLE` of the tables asked for; `None` for one that does not exist.
+    pub checksums: Vec<(Table, Option<u64>)>,
+    /// `None` when binary logging is off.
+    pub at: Option<BinlogCoordinates>,
+}
 
 /// Schemas that belong to the server, not to the application.
 const SYSTEM_SCHEMAS: &str = "'mysql','information_schema','performance_schema','sys'";
@@ -347,7 +355,11 @@ impl<'a> Connection<'a> {
     /// stands, so replaying a backup's binlogs up to that position reproduces these counts
     /// exactly even while the application keeps writing. The position is `None` when
     /// binary logging is off.
-    pub fn counts_at_snapshot(&self, tables: &[Table]) -> Result<CountsAt> {
+    ///
+    /// `CHECKSUM TABLE` of `checksum` runs in the same snapshot (MariaDB 10.11 computes it
+    /// from the transaction's read view: checked with a concurrent insert), so the
+    /// checksums hold at the same position as the counts.
+    pub fn counts_at_snapshot(&self, tables: &[Table], checksum: &[Table]) -> Result<CountsAt> {
         let mut sql = String::from(
             "START TRANSACTION WITH CONSISTENT SNAPSHOT;\n\
              SHOW SESSION STATUS LIKE 'binlog_snapshot_%';\n",
@@ -355,8 +367,13 @@ impl<'a> Connection<'a> {
         for (i, t) in tables.iter().enumerate() {
             sql.push_str(&format!("SELECT {i}, COUNT(*) FROM {};\n", t.quoted()));
         }
+        // Its rows name the table as `schema.table`, which no count row (a number) does.
+        for t in checksum {
+            sql.push_str(&format!("CHECKSUM TABLE {};\n", t.quoted()));
+        }
         sql.push_str("COMMIT;\n");
         let rows = self.query(&sql)?;
+        let mut sums: Vec<Option<Option<u64>>> = vec![None; checksum.len()];
         let mut counts = vec![None; tables.len()];
         let (mut file, mut position) = (None, None);
         for row in &rows {
@@ -375,6 +392,19 @@ impl<'a> Connection<'a> {
                     )
                 }
                 [_, _] if name.starts_with("binlog_snapshot_") => {}
+                [t, v] if checksum.iter().any(|c| c.to_string() == *t) => {
+                    let i = checksum
+                        .iter()
+                        .position(|c| c.to_string() == *t)
+                        .unwrap_or(0);
+                    sums[i] = Some(match v.as_str() {
+                        "NULL" => None,
+                        v => Some(
+                            v.parse::<u64>()
+                                .map_err(|_| unexpected("CHECKSUM TABLE", row))?,
+                        ),
+                    });
+                }
                 [i, n] => match i.parse::<usize>().ok().zip(n.parse::<u64>().ok()) {
                     Some((i, n)) if i < counts.len() => counts[i] = Some(n),
                     _ => return Err(unexpected("row counts", row)),
@@ -390,6 +420,14 @@ impl<'a> Connection<'a> {
                     .ok_or_else(|| Error::failed(format!("no row count for {t}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let checksums = checksum
+            .iter()
+            .zip(sums)
+            .map(|(t, v)| {
+                v.map(|v| (t.clone(), v))
+                    .ok_or_else(|| Error::failed(format!("no CHECKSUM TABLE row for {t}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         // With binary logging off the status variables are empty (file "", position 0).
         let at = match (file, position) {
             (Some(file), Some(position)) if !file.is_empty() => Some(BinlogCoordinates {
@@ -399,7 +437,11 @@ impl<'a> Connection<'a> {
             }),
             _ => None,
         };
-        Ok((counted, at))
+        Ok(CountsAt {
+            counts: counted,
+            checksums,
+            at,
+        })
     }
 
     /// `CHECKSUM TABLE` of each table: `None` for a table that does not exist.

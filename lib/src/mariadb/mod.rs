@@ -15,7 +15,7 @@ mod dump;
 mod scratch;
 
 pub use connection::{
-    BinlogCoordinates, BinlogFile, BinlogStatus, CheckFailure, Connection, Table, Tool,
+    BinlogCoordinates, BinlogFile, BinlogStatus, CheckFailure, Connection, CountsAt, Table, Tool,
 };
 pub use dump::{dump_coordinates, DumpCommand, StreamTap, TapHandle};
 pub use scratch::{init_datadir, prepare, read_binlog_info, ScratchOptions, ScratchServer};

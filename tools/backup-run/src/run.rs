@@ -24,7 +24,9 @@ use pimops::backupset::{
 use pimops::exec::Command;
 use pimops::exec::LocalExec;
 use pimops::inventory::{Backup, Database, DbEndpoint, DumpMethod, Volume};
-use pimops::mariadb::{dump_coordinates, BinlogCoordinates, BinlogFile, BinlogStatus, Connection};
+use pimops::mariadb::{
+    dump_coordinates, BinlogCoordinates, BinlogFile, BinlogStatus, Connection, CountsAt, Table,
+};
 use pimops::output::Record;
 use pimops::restic::{BackupOptions, BackupSummary, Restic, Snapshot, SnapshotFilter};
 use pimops::{Error, Result};
@@ -199,6 +201,7 @@ fn backup_set(
             } else {
                 backup_database(
                     db,
+                    &backup.checksum_tables,
                     &restic,
                     set,
                     host,
@@ -328,8 +331,10 @@ pub fn db_filename(method: DumpMethod) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backup_database(
     db: &Database,
+    checksum_tables: &[String],
     restic: &Restic,
     set: &SetId,
     host: &str,
@@ -459,6 +464,18 @@ fn backup_database(
         _ => false,
     };
     let tables = conn.tables()?;
+    // The configured checksum tables that exist; one that does not is recorded without a
+    // checksum, and restore-verify says so.
+    let checksum: Vec<Table> = tables
+        .iter()
+        .filter(|t| checksum_tables.iter().any(|n| *n == t.to_string()))
+        .cloned()
+        .collect();
+    for n in checksum_tables {
+        if !checksum.iter().any(|t| t.to_string() == *n) {
+            log::warn!("checksum_tables: {n} does not exist in the database: no checksum recorded");
+        }
+    }
     let (counted, beside) = std::thread::scope(|s| {
         let ship = quiet_so_far.then(|| {
             s.spawn(|| {
@@ -472,7 +489,7 @@ fn backup_database(
                 p
             })
         });
-        let counted = conn.counts_at_snapshot(&tables);
+        let counted = conn.counts_at_snapshot(&tables, &checksum);
         let beside = ship.map(|h| {
             h.join().unwrap_or_else(|_| Part {
                 error: Some(Error::failed("shipping binlogs: the worker panicked")),
@@ -489,7 +506,11 @@ fn backup_database(
             return Err(e);
         }
     }
-    let (counts, counts_at) = counted?;
+    let CountsAt {
+        counts,
+        checksums,
+        at: counts_at,
+    } = counted?;
     log::debug!(
         "exact row counts of {} tables took {:.2}s",
         tables.len(),
@@ -516,6 +537,10 @@ fn backup_database(
         tables: counts
             .into_iter()
             .map(|(t, rows)| TableInfo {
+                checksum: checksums
+                    .iter()
+                    .find(|(c, _)| c.schema == t.schema && c.name == t.name)
+                    .and_then(|(_, sum)| *sum),
                 schema: t.schema,
                 name: t.name,
                 rows,

@@ -47,7 +47,8 @@ pub fn man_page() -> ManPage {
             "CHECKS",
             vec![
                 "db-restore, server-start, binlog-replay, tables, check-table, row-counts (not with --at), \
-                 checksum:<schema.table> (the inventory's checksum_tables), volume:<name>, restic-check. \
+                 checksum:<schema.table> (the inventory's checksum_tables: CHECKSUM TABLE equal to the one backup-run \
+                 took with the row counts; not compared with --at), volume:<name>, restic-check. \
                  Each is a JSON record {\"type\":\"check\",\"name\",\"status\":\"ok|failed\",\"message\"}; the summary \
                  carries rto_seconds (start to verified database and volumes, before restic check) and bytes_restored.",
                 "Row counts are exact under concurrent writes: backup-run records the binlog position its counts \

@@ -96,6 +96,35 @@ fn a_corrupted_pack_fails_the_restic_check() {
 }
 
 #[test]
+fn a_checksum_unlike_the_one_taken_at_backup_fails_naming_the_table() {
+    let e = Estate::new();
+    // The set says shop.items summed to something else when its rows were counted.
+    let set = common::library_set_tampered(
+        &e,
+        |_| {},
+        |db| {
+            let items = db
+                .tables
+                .iter_mut()
+                .find(|t| t.schema == "shop" && t.name == "items")
+                .expect("shop.items in the manifest");
+            let sum = items
+                .checksum
+                .expect("a checksum was taken with the counts");
+            items.checksum = Some(sum ^ 1);
+        },
+    );
+    let out = e.verify(&["--set", &set, "--read-data-subset", "0"]);
+    out.assert_code(1);
+    let all = common::checks(&out);
+    let (_, status, message) = common::check(&all, "checksum:shop.items");
+    assert_eq!(status, "failed", "{out}");
+    assert!(message.contains("expected"), "{message}");
+    assert_eq!(common::check(&all, "row-counts").1, "ok", "{out}");
+    e.assert_tmp_clean();
+}
+
+#[test]
 fn a_file_missing_from_the_restored_volume_fails_naming_it() {
     let e = Estate::new();
     // The content manifest (scanned right before the volume backup) lists a file the

@@ -30,6 +30,12 @@ fn a_full_round_trip_verifies_with_every_check_and_an_rto() {
         check(&all, "volume:assets").2.contains("300 files"),
         "{out}"
     );
+    assert!(
+        check(&all, "checksum:shop.items")
+            .2
+            .contains("equals the one taken with the row counts"),
+        "backup-run recorded the checksum and it was compared\n{out}"
+    );
     let summary = &out.records_of("summary")[0];
     assert_eq!(summary["result"], "ok");
     assert_eq!(summary["set"], set.as_str());

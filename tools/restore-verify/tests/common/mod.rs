@@ -199,6 +199,16 @@ pub fn library_set(
     e: &Estate,
     tamper: impl FnOnce(&mut pimops::backupset::ContentManifest),
 ) -> String {
+    library_set_tampered(e, tamper, |_| {})
+}
+
+/// [`library_set`], and `tamper_db` edits the set manifest's database record (row counts,
+/// checksums) before the manifest is stored.
+pub fn library_set_tampered(
+    e: &Estate,
+    tamper: impl FnOnce(&mut pimops::backupset::ContentManifest),
+    tamper_db: impl FnOnce(&mut pimops::backupset::DatabaseInfo),
+) -> String {
     use pimops::backupset::*;
     use pimops::exec::{LocalExec, Process};
     use pimops::mariadb::{Connection, Location};
@@ -253,32 +263,20 @@ pub fn library_set(
     ));
     let base = conn.binlog_status().unwrap().current.unwrap();
 
-    // Counts and the binlog position they are consistent with, in one snapshot.
+    // Counts, checksums and the binlog position they are consistent with, in one snapshot.
     let tables = conn.tables().unwrap();
-    let mut sql = String::from(
-        "START TRANSACTION WITH CONSISTENT SNAPSHOT;\nSHOW STATUS LIKE 'binlog_snapshot_%';\n",
-    );
-    for t in &tables {
-        sql.push_str(&format!("SELECT COUNT(*) FROM {};\n", t.quoted()));
-    }
-    sql.push_str("COMMIT;\n");
-    let rows = conn.query(&sql).unwrap();
-    let var = |name: &str| {
-        rows.iter()
-            .find(|r| r.len() == 2 && r[0].eq_ignore_ascii_case(name))
-            .map(|r| r[1].clone())
-            .unwrap()
-    };
+    let checksum: Vec<_> = tables
+        .iter()
+        .filter(|t| t.to_string() == "shop.items")
+        .cloned()
+        .collect();
+    let snap = conn.counts_at_snapshot(&tables, &checksum).unwrap();
+    let at = snap.at.expect("binlogs are on");
     let counts_at = BinlogPosition {
-        file: var("binlog_snapshot_file"),
-        position: var("binlog_snapshot_position").parse().unwrap(),
+        file: at.file,
+        position: at.position,
         gtid: None,
     };
-    let counts: Vec<u64> = rows
-        .iter()
-        .filter(|r| r.len() == 1)
-        .map(|r| r[0].parse().unwrap())
-        .collect();
     manifest.database = Some(DatabaseInfo {
         method: DbMethod::Physical,
         server_version: conn.server_version().unwrap(),
@@ -287,14 +285,19 @@ pub fn library_set(
             position: base.position,
             gtid: None,
         }),
-        tables: tables
+        tables: snap
+            .counts
             .iter()
-            .zip(counts)
             .map(|(t, rows)| TableInfo {
                 schema: t.schema.clone(),
                 name: t.name.clone(),
-                rows,
+                rows: *rows,
                 engine: t.engine.clone().unwrap_or_default(),
+                checksum: snap
+                    .checksums
+                    .iter()
+                    .find(|(c, _)| c == t)
+                    .and_then(|(_, sum)| *sum),
             })
             .collect(),
         counts_at: Some(counts_at),
@@ -365,6 +368,9 @@ pub fn library_set(
         bytes: content.bytes,
         content_manifest_snapshot: c.snapshot_id.clone(),
     });
+    if let Some(db) = manifest.database.as_mut() {
+        tamper_db(db);
+    }
     manifest.finished = Some(chrono::Utc::now());
     write_manifest(&restic, &manifest).unwrap();
     set.to_string()
