@@ -47,6 +47,9 @@ completions: ## bash, zsh and fish completions into target/completions
 install: build completions ## install binaries, man pages and completions under $(DESTDIR)$(PREFIX)
 	for t in $(TOOLS); do install -Dm755 target/release/$$t "$(DESTDIR)$(PREFIX)/bin/$$t"; done
 	for m in man/*.1; do install -Dm644 "$$m" "$(DESTDIR)$(PREFIX)/share/man/man1/$$(basename $$m)"; done
+	# The systemd alternative to scripts/cron/backup-run: units and their ExecStart helper.
+	install -Dm755 scripts/systemd/pimops-backup-unit "$(DESTDIR)$(PREFIX)/bin/pimops-backup-unit"
+	for u in scripts/systemd/*.service scripts/systemd/*.timer; do install -Dm644 "$$u" "$(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u)"; done
 	for t in $(TOOLS); do \
 	  install -Dm644 target/completions/$$t.bash "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t"; \
 	  install -Dm644 target/completions/_$$t "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t"; \

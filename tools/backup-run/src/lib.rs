@@ -70,6 +70,9 @@ pub fn man_page() -> ManPage {
                  snapshot saved from that stream is forgotten, the set's manifest is not written, the ping goes to \
                  /fail with the end of the log, and the metrics' last success time is left as it was.",
                 "One run per env at a time: a second one exits 75 at once naming the holder of the lock.",
+                "-q (for cron, which mails any output): init, run, binlogs, forget, check and unlock print no \
+                 records and only warnings and errors on stderr, so a successful run prints nothing; snapshots \
+                 still prints its answer.",
             ],
         )],
     }
@@ -80,7 +83,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let common = &cli.common;
     pimops::output::init_logging("backup-run", common.verbose, common.quiet);
     let ctx = Context::load(&cli)?;
-    let out = Output::stdout(common.format());
+    // -q is for cron, which mails whatever a job prints: a verb that changes the
+    // repository then prints no records either, and a failure still says why on stderr.
+    // Queries (snapshots) keep their answer.
+    let out = match (&cli.verb, common.quiet) {
+        (Verb::Snapshots, _) | (_, 0) => Output::stdout(common.format()),
+        _ => Output::to_writer(common.format(), std::io::sink()),
+    };
     match &cli.verb {
         Verb::Init => init(&ctx, out),
         Verb::Run(a) => backup(&ctx, out, a.what, a.dry_run),

@@ -112,3 +112,69 @@ fn every_entry_is_well_formed_and_runs_valid_commands() {
         }
     }
 }
+
+/// The systemd alternative: `pimops-backup-unit <env>-<what>` (the services' ExecStart)
+/// runs valid backup-run command lines for each instance its timers start, and refuses an
+/// unknown one with exit 2.
+#[test]
+fn the_systemd_unit_script_runs_valid_commands_for_every_timer() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/systemd");
+    let script = root.join("pimops-backup-unit");
+    let dir = tempfile::tempdir().unwrap();
+    // A backup-run on PATH that records its arguments, one line per call.
+    let log = dir.path().join("calls");
+    let shim = dir.path().join("backup-run");
+    std::fs::write(
+        &shim,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", dir.path().display());
+
+    let timers: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.strip_prefix("Unit=pimops-backup@%i-"))
+                .filter_map(|l| l.strip_suffix(".service"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut whats = timers.clone();
+    whats.sort();
+    assert_eq!(
+        whats,
+        ["all", "binlogs", "db", "maintenance"],
+        "the timers' units"
+    );
+
+    for what in &timers {
+        let _ = std::fs::remove_file(&log);
+        let out = TestCommand::new(&script)
+            .arg(format!("pre-prod-{what}"))
+            .env("PATH", &path)
+            .run();
+        out.assert_success();
+        let calls = std::fs::read_to_string(&log).unwrap();
+        for call in calls.lines() {
+            let args: Vec<&str> = call.split_whitespace().collect();
+            assert_eq!(args[..2], ["--env", "pre-prod"], "{what}: {call}");
+            let out = TestCommand::new(env!("CARGO_BIN_EXE_backup-run"))
+                .args(["--config", "/nonexistent/infra.toml"])
+                .args(&args)
+                .run();
+            assert_eq!(out.status, Some(78), "{what}: `backup-run {call}`\n{out}");
+        }
+    }
+    let out = TestCommand::new(&script)
+        .arg("prod-sometimes")
+        .env("PATH", &path)
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("unknown instance"), "{out}");
+}

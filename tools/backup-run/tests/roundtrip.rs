@@ -226,3 +226,19 @@ fn forget_keeps_the_last_set_and_what_it_needs() {
         .collect();
     assert!(again.iter().all(|b| *b >= base), "{again:?} vs {base}");
 }
+
+#[test]
+fn quiet_runs_print_nothing_on_success_and_queries_still_answer() {
+    let w = World::new();
+    w.init();
+    let before = w.snapshots().len();
+    let out = w.cmd(&["-q", "run", "volumes"]).assert_success();
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("", ""),
+        "cron would mail this"
+    );
+    assert!(w.snapshots().len() > before, "the run did happen");
+    let listed = w.cmd(&["-q", "snapshots"]).assert_success();
+    assert_eq!(listed.records_of("set").len(), 1, "{listed}");
+}
