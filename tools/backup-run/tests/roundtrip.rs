@@ -242,3 +242,21 @@ fn quiet_runs_print_nothing_on_success_and_queries_still_answer() {
     let listed = w.cmd(&["-q", "snapshots"]).assert_success();
     assert_eq!(listed.records_of("set").len(), 1, "{listed}");
 }
+
+#[test]
+fn a_local_path_repository_takes_a_whole_set() {
+    let mut w = World::new();
+    w.repo = w.dir.join("local-repo").display().to_string();
+    w.write_config("physical", "");
+    w.cmd(&["init"]).assert_success();
+    w.cmd(&["init"]).assert_success();
+    let out = w.cmd(&["run"]).assert_success();
+    assert_eq!(out.records_of("summary")[0]["result"], "ok", "{out}");
+    assert!(
+        w.dir.join("local-repo/config").is_file(),
+        "restic wrote its repository into the directory"
+    );
+    let m = w.latest_manifest();
+    assert_eq!(m.volumes.len(), 1);
+    assert!(m.database.is_some());
+}
