@@ -125,7 +125,7 @@ fn database_stopped_mid_backup_fails_the_run() {
     );
     let dir = wrapper(&w, &body);
     let out = w.cmd_on_path(&["run", "db"], PASSWORD, Some(&dir)).run();
-    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.code(), 1, "the producer failed: {}", out.stderr);
     assert_failed_cleanly(&w, &out, 0, 0);
 }
 
@@ -144,7 +144,7 @@ fn s3_stopped_mid_backup_fails_the_run() {
     assert!(wait_until(Duration::from_secs(60), || signal.exists()));
     w.s3.stop();
     let out = runner.join().unwrap();
-    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.code(), 69, "storage unreachable: {}", out.stderr);
     assert_eq!(out.records_of("summary")[0]["result"], "failed");
     w.s3.restart();
     assert_eq!(manifests(&w), 0);
