@@ -1,8 +1,11 @@
 //! hv-provision end to end: the built binary against the Hyper-V host simulator behind a
 //! real sshd.
 
+mod common;
+
+use common::hv_code;
 use pimops_test_support::command::{TempDir, TestCommand};
-use pimops_test_support::hyperv_simulator::{FixedCode, HyperVSimulator, Model, GIB};
+use pimops_test_support::hyperv_simulator::{HyperVSimulator, Model, GIB};
 use pimops_test_support::require_program;
 use serde_json::Value;
 
@@ -388,19 +391,7 @@ fn the_seed_iso_reads_back_with_label_cidata_and_its_three_files() {
     let pvd = &iso[16 * 2048..17 * 2048];
     assert_eq!(&pvd[..6], b"\x01CD001");
     assert_eq!(String::from_utf8_lossy(&pvd[40..72]).trim_end(), "cidata");
-    let out_dir = w.dir.mkdir("extracted");
-    let st = std::process::Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"])
-        .arg(w.dir.join("seed.iso"))
-        .args(["-extract", "/"])
-        .arg(&out_dir)
-        .output()
-        .expect("xorriso");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    extract_iso(w.dir.join("seed.iso"), w.dir.mkdir("extracted"));
     let user_data = w.dir.read("extracted/user-data");
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
     for needle in [
@@ -479,12 +470,17 @@ fn seed_user_data(w: &World, token: Option<&str>) -> (String, std::fs::Metadata)
     }
     cmd.run().assert_success();
     let meta = std::fs::metadata(w.dir.join("join.iso")).unwrap();
-    let out_dir = w.dir.mkdir("join-extracted");
+    extract_iso(w.dir.join("join.iso"), w.dir.mkdir("join-extracted"));
+    (w.dir.read("join-extracted/user-data"), meta)
+}
+
+/// Every file of `iso` into `dir`, read back with xorriso as a guest's tools would see it.
+fn extract_iso(iso: std::path::PathBuf, dir: std::path::PathBuf) {
     let st = std::process::Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
-        .arg(w.dir.join("join.iso"))
+        .arg(iso)
         .args(["-extract", "/"])
-        .arg(&out_dir)
+        .arg(dir)
         .output()
         .expect("xorriso");
     assert!(
@@ -492,7 +488,6 @@ fn seed_user_data(w: &World, token: Option<&str>) -> (String, std::fs::Metadata)
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    (w.dir.read("join-extracted/user-data"), meta)
 }
 
 #[test]
@@ -557,16 +552,6 @@ fn seeds_refuse_an_empty_range_list() {
         ])
         .run();
     out.assert_code(65);
-}
-
-/// hv-provision's bootstrap and scripts: the only code the simulated host runs.
-fn hv_code() -> FixedCode {
-    FixedCode::new(
-        pimops::hyperv::wire::BOOTSTRAP,
-        pimops::hyperv::scripts::ALL
-            .iter()
-            .map(|s| (s.name, s.text)),
-    )
 }
 
 #[test]

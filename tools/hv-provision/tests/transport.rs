@@ -1,9 +1,12 @@
 //! The PowerShell transport through a real sshd to the simulator: hostile values arrive as
 //! data, exactly, and PowerShell errors come back with the cmdlet's message.
 
+mod common;
+
+use common::hv_code;
 use pimops::hyperv::{scripts, HostClient};
 use pimops::inventory::Inventory;
-use pimops_test_support::hyperv_simulator::{FixedCode, HyperVSimulator, Model};
+use pimops_test_support::hyperv_simulator::{HyperVSimulator, Model};
 use serde_json::json;
 
 const BASE: &str = r"D:\Images\base.vhdx";
@@ -61,16 +64,6 @@ fn hostile_values_arrive_as_data_and_errors_name_the_cmdlet() {
     assert_eq!(state.vms[0].notes, hostile);
     assert!(state.base_vhdx);
     assert_eq!(state.rules[0].remote_address, ["Any"]);
-}
-
-/// hv-provision's bootstrap and scripts: the only code the simulated host runs.
-fn hv_code() -> FixedCode {
-    FixedCode::new(
-        pimops::hyperv::wire::BOOTSTRAP,
-        pimops::hyperv::scripts::ALL
-            .iter()
-            .map(|s| (s.name, s.text)),
-    )
 }
 
 /// The simulator runs hv-provision's scripts only as they are: a script with the right
