@@ -286,3 +286,41 @@ fn volumes_with_3000_files_are_counted_and_dry_run_changes_nothing() {
     assert_eq!(content.entries.len(), 20 + 30 * 99);
     let _: &Path = &assets;
 }
+
+#[test]
+fn restic_exit_3_fails_the_run_and_its_incomplete_snapshot_is_forgotten() {
+    let w = World::new();
+    w.init();
+    // restic's exit 3: the snapshot was saved, but some files could not be read. Tests run
+    // as root, who reads any file, so the real restic runs and its exit is made the 3 it
+    // gives for an unreadable file (and its message with it).
+    let real = require_program("restic");
+    let dir = w.dir.mkdir("restic-wrapper");
+    let script = format!(
+        "#!/bin/bash\n\"{}\" \"$@\"; rc=$?\n\
+         backup=0; stdin=0\n\
+         for a in \"$@\"; do [ \"$a\" = backup ] && backup=1; [ \"$a\" = --stdin ] && stdin=1; done\n\
+         if [ $rc -eq 0 ] && [ $backup = 1 ] && [ $stdin = 0 ]; then\n\
+           echo 'error: open /srv/assets/locked.bin: permission denied' >&2\n\
+           echo 'Warning: at least one source file could not be read' >&2\n\
+           exit 3\n\
+         fi\n\
+         exit $rc\n",
+        real.display()
+    );
+    std::fs::write(dir.join("restic"), script).unwrap();
+    std::fs::set_permissions(dir.join("restic"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = w
+        .cmd_on_path(&["run", "volumes"], PASSWORD, Some(&dir))
+        .run();
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("incomplete snapshot"), "{out}");
+    assert_eq!(out.records_of("summary")[0]["result"], "failed", "{out}");
+    let volumes = w
+        .snapshots()
+        .iter()
+        .filter(|s| s.tags.contains(&"volume".into()))
+        .count();
+    assert_eq!(volumes, 0, "the incomplete volume snapshot was forgotten");
+    assert_eq!(manifests(&w), 0);
+}
