@@ -123,9 +123,33 @@ fn first_deploy_noop_config_change_rollback_and_prune() {
     assert_eq!(rb.records_of("summary")[0]["tag"], "v1", "{rb}");
     assert_eq!(e.get().as_deref(), Some("v1\n"));
     assert_eq!(e.audit().last().unwrap()["action"], "rollback");
+    // --to names the tag.
+    let to = e
+        .cmd()
+        .args([
+            "rollback",
+            "--json",
+            "--env",
+            "test",
+            "--to",
+            "v2",
+            "--resolve-image",
+            "never",
+        ])
+        .run();
+    to.assert_success();
+    assert_eq!(to.records_of("summary")[0]["tag"], "v2", "{to}");
+    assert_eq!(e.get().as_deref(), Some("v2\n"));
 
     // The service now uses the newer config (the file is still "changed"): the first one is
-    // unused; keep 0 removes it, and only it.
+    // unused. keep 1 keeps it (the newest unused one); keep 0 removes it, and only it.
+    let kept = e
+        .cmd()
+        .args(["prune", "--json", "--env", "test", "--keep", "1"])
+        .run();
+    kept.assert_success();
+    assert!(kept.records_of("change").is_empty(), "{kept}");
+    assert_eq!(config_names(&e).len(), 2);
     let dry = e
         .cmd()
         .args([

@@ -80,14 +80,25 @@ fn a_failing_release_command_changes_no_service() {
         &format!("label=pimops.release={}", e.stack),
     ]);
     assert!(left.trim().is_empty(), "the release job was removed");
+    // --no-release skips the release commands, failing or not.
+    let out = e.deploy_with("v2", &["--no-release"]);
+    out.assert_success();
+    assert!(!out.stderr.contains("no database"), "{out}");
+    assert_eq!(e.get().as_deref(), Some("v2\n"));
+    e.deploy("v1").assert_code(1);
+    assert_eq!(
+        e.get().as_deref(),
+        Some("v2\n"),
+        "a failing release still stops a deploy"
+    );
 
-    // With a passing release the same deploy goes through, and the job ran once.
+    // With a passing release the refused deploy goes through.
     e.write_config(
         r#"release = { service = "web", commands = ["echo migrated"] }"#,
         "",
     );
-    e.deploy("v2").assert_success();
-    assert_eq!(e.get().as_deref(), Some("v2\n"));
+    e.deploy("v1").assert_success();
+    assert_eq!(e.get().as_deref(), Some("v1\n"));
 }
 
 #[test]
@@ -142,6 +153,26 @@ fn a_held_lock_is_exit_75_naming_the_holder_and_unlock_needs_yes() {
         audited,
         "nothing is audited while another deploy runs"
     );
+
+    // --lock-wait: a lock still held after the wait is 75; one released during it is taken.
+    let started = std::time::Instant::now();
+    let out = e.deploy_with("v2", &["--lock-wait", "2s"]);
+    out.assert_code(75);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "{out}"
+    );
+    let releaser = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            std::fs::remove_dir_all(&lock).unwrap();
+        })
+    };
+    let out = e.deploy_with("v2", &["--lock-wait", "60s"]);
+    releaser.join().unwrap();
+    out.assert_success();
+    assert_eq!(e.get().as_deref(), Some("v2\n"));
 }
 
 #[test]
