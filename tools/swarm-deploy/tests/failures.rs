@@ -1,14 +1,18 @@
 //! Deploys that must fail, and what they leave: a crashing image and one whose health check
 //! fails go back to the previous image (still answering); a failing release command changes
-//! no service; a held lock is exit 75; a failing env check rolls back.
+//! no service; a held lock is exit 75; a failing env check and a timeout roll back.
 
 mod common;
 
 use common::Estate;
 
 fn assert_failed_back_on_v1(e: &Estate, tag: &str, reason_has: &str) {
+    assert_failed_back_on_v1_with(e, tag, &[], reason_has)
+}
+
+fn assert_failed_back_on_v1_with(e: &Estate, tag: &str, args: &[&str], reason_has: &str) {
     let version = e.version();
-    let out = e.deploy(tag);
+    let out = e.deploy_with(tag, args);
     out.assert_code(1);
     let summary = &out.records_of("summary")[0];
     assert_eq!(summary["result"], "failed", "{out}");
@@ -36,14 +40,23 @@ fn assert_failed_back_on_v1(e: &Estate, tag: &str, reason_has: &str) {
 fn a_crashing_image_is_rolled_back() {
     let e = Estate::new();
     e.deploy("v1").assert_success();
-    assert_failed_back_on_v1(&e, "crash", "rolled back");
+    assert_failed_back_on_v1(&e, "crash", "Swarm paused the update");
 }
 
 #[test]
 fn an_image_whose_healthcheck_fails_is_rolled_back() {
     let e = Estate::new();
     e.deploy("v1").assert_success();
-    assert_failed_back_on_v1(&e, "unhealthy", "rolled back");
+    assert_failed_back_on_v1(&e, "unhealthy", "Swarm paused the update");
+}
+
+#[test]
+fn a_deploy_that_outlasts_its_timeout_is_rolled_back() {
+    let e = Estate::new();
+    e.deploy("v1").assert_success();
+    // A healthy image, but each task is watched for 3 s (update_config.monitor): the
+    // update cannot complete within 1 s.
+    assert_failed_back_on_v1_with(&e, "v2", &["--timeout", "1s"], "timed out");
 }
 
 #[test]
