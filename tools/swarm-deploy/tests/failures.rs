@@ -51,6 +51,18 @@ fn an_image_whose_healthcheck_fails_is_rolled_back() {
 }
 
 #[test]
+fn an_update_swarm_rolls_back_by_itself_is_a_failed_deploy() {
+    let e = Estate::new();
+    // The stack asks Swarm to roll a failed update back on its own.
+    e.dir.write(
+        "stack.yml",
+        common::STACK.replace("failure_action: pause", "failure_action: rollback"),
+    );
+    e.deploy("v1").assert_success();
+    assert_failed_back_on_v1(&e, "crash", "Swarm rolled the update back");
+}
+
+#[test]
 fn a_deploy_that_outlasts_its_timeout_is_rolled_back() {
     let e = Estate::new();
     e.deploy("v1").assert_success();
