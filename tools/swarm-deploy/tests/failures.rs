@@ -63,6 +63,29 @@ fn an_update_swarm_rolls_back_by_itself_is_a_failed_deploy() {
 }
 
 #[test]
+fn a_failed_first_deploy_leaves_no_service_behind() {
+    let e = Estate::new();
+    let out = e.deploy("crash");
+    out.assert_code(1);
+    assert_eq!(out.records_of("summary")[0]["result"], "failed", "{out}");
+    let left = common::docker(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}", e.service()),
+    ]);
+    assert!(
+        left.trim().is_empty(),
+        "the created service was removed: {left}"
+    );
+    assert_eq!(e.audit().pop().expect("audited")["result"], "failed");
+    // The next good deploy starts from nothing, as a first deploy.
+    e.deploy("v1").assert_success();
+    assert_eq!(e.get().as_deref(), Some("v1\n"));
+}
+
+#[test]
 fn a_deploy_that_outlasts_its_timeout_is_rolled_back() {
     let e = Estate::new();
     e.deploy("v1").assert_success();
