@@ -115,3 +115,52 @@ fn render_errors_name_the_file_the_key_and_every_missing_variable() {
         .run();
     out.assert_code(78);
 }
+
+/// The commented example inventory renders the real stack for each of its envs once the
+/// files and secrets it names exist, and only dev may write class definitions.
+#[test]
+fn the_example_inventory_renders_every_env_and_guards_classes_outside_dev() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = pimops_test_support::command::TempDir::new();
+    let mut text = std::fs::read_to_string(root.join("examples/infra.toml")).unwrap();
+    let stack = root.join("stack/pim.yml").canonicalize().unwrap();
+    text = text.replace(
+        r#"stack = "stack/pim.yml""#,
+        &format!("stack = \"{}\"", stack.display()),
+    );
+    for env in ["prod", "stage", "dev"] {
+        let tls = dir.mkdir(env);
+        std::fs::write(tls.join("origin.crt"), "certificate\n").unwrap();
+        std::fs::write(tls.join("origin.key"), "key\n").unwrap();
+        text = text.replace(
+            &format!("/etc/pimops/origin-{env}/"),
+            &format!("{}/", tls.display()),
+        );
+    }
+    let config = dir.write("infra.toml", text);
+    for (env, writable) in [("prod", "'0'"), ("stage", "'0'"), ("dev", "'1'")] {
+        let out =
+            pimops_test_support::command::TestCommand::new(env!("CARGO_BIN_EXE_swarm-deploy"))
+                .arg("--config")
+                .arg(&config)
+                .args(["render", "--env", env, "--tag", "3f2a9c1"])
+                .env("PIM_DB_PASSWORD", "db-secret-value")
+                .env("PIM_REDIS_PASSWORD", "redis-secret-value")
+                .run();
+        out.assert_success();
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("PIMCORE_CLASS_DEFINITION_WRITABLE:"))
+            .collect();
+        assert!(!lines.is_empty(), "{env}: no class guard\n{out}");
+        assert!(
+            lines.iter().all(|l| l.trim_end().ends_with(writable)),
+            "{env}: {lines:?}"
+        );
+        assert!(
+            !out.stdout.contains("secret-value"),
+            "{env}: a secret in the text"
+        );
+    }
+}
