@@ -41,7 +41,8 @@ pub enum Verb {
     /// Lock, release, deploy, watch until healthy, check; roll back on any failure
     Deploy(DeployArgs),
     /// Deploy an earlier tag again (default: the one before the current, from the audit
-    /// log), without the release step
+    /// log), without the release step. The images go back to that tag; the stack file,
+    /// variables and config files are the ones checked out now
     Rollback(RollbackArgs),
     /// The stack's services: replicas, tag, update state
     Status(EnvArgs),
