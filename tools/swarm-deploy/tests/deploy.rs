@@ -56,6 +56,54 @@ fn first_deploy_noop_config_change_rollback_and_prune() {
     );
     assert_eq!(e.version(), version, "a no-op deploy updated the service");
 
+    // diff reads the running service field by field: an env variable and the replica
+    // count changed in the inventory and the stack file show as such, and nothing changes.
+    let config = std::fs::read_to_string(e.config()).unwrap();
+    let port_vars = format!("vars = {{ PORT = \"{}\" }}", e.port);
+    assert!(config.contains(&port_vars), "{config}");
+    std::fs::write(
+        e.config(),
+        config.replace(
+            &port_vars,
+            &format!("vars = {{ PORT = \"{}\", GREETING = \"hi\" }}", e.port),
+        ),
+    )
+    .unwrap();
+    e.dir.write(
+        "stack.yml",
+        common::STACK.replace("replicas: 2", "replicas: 3"),
+    );
+    let diff = e
+        .cmd()
+        .args(["diff", "--json", "--env", "test", "--tag", "v1"])
+        .run();
+    diff.assert_success();
+    let fields: Vec<(String, String)> = diff
+        .records_of("change")
+        .iter()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap_or("").to_string(),
+                format!("{} -> {}", c["from"], c["to"]),
+            )
+        })
+        .collect();
+    // Variables are named, never shown: their values may be secrets.
+    assert!(
+        fields
+            .iter()
+            .any(|(f, v)| f == "env" && v.contains("\"changed\":[\"GREETING\"]")),
+        "{diff}"
+    );
+    assert!(!diff.stdout.contains("hi\""), "{diff}");
+    assert!(
+        fields.iter().any(|(f, v)| f == "replicas" && v == "2 -> 3"),
+        "{diff}"
+    );
+    assert_eq!(e.version(), version, "diff changed nothing");
+    std::fs::write(e.config(), &config).unwrap();
+    e.dir.write("stack.yml", common::STACK);
+
     // A changed config file: a new hashed config, the service rolls to it.
     let old_config = config_names(&e);
     assert_eq!(old_config.len(), 1);
