@@ -603,3 +603,39 @@ fn a_disk_grows_in_place_and_the_rdp_rule_comes_and_goes_with_the_config() {
     assert!(w.sim.model().rules.iter().all(|r| r.name != "pimops-rdp"));
     assert!(w.steps(&[]).is_empty());
 }
+
+#[test]
+fn a_terminal_gets_the_plan_as_lines_that_say_which_need_the_vm_off() {
+    let w = world();
+    w.cmd(&["apply", "--env", "dev", "--cloudflare-ips", "cf.txt"])
+        .run()
+        .assert_success();
+    w.write_config("dev", 4, "4GiB", "00:15:5D:0A:00:30");
+    let line = format!(
+        "{} --config {} plan --env dev",
+        env!("CARGO_BIN_EXE_hv-provision"),
+        w.dir.join("infra.toml").display()
+    );
+    let out = TestCommand::new(require_program("script"))
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(w.dir.path())
+        .run();
+    out.assert_success();
+    let screen = out.stdout.replace("\r\n", "\n");
+    let lines: Vec<&str> = screen.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"~ pim-dev stop: \"Running\" -> \"Off\""),
+        "{screen}"
+    );
+    assert!(
+        lines.contains(&"~ pim-dev set_cpus: 2 -> 4 (needs the VM off)"),
+        "{screen}"
+    );
+    assert!(lines.contains(&"3 step(s), 0 conflict(s)."), "{screen}");
+    assert!(
+        !screen.contains("\"type\""),
+        "not JSON on a terminal: {screen}"
+    );
+}
