@@ -22,7 +22,13 @@ pub fn images() {
     ONCE.call_once(|| {
         Swarm::require();
         let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
-        let serve = b"exec /bin/busybox httpd -f -p 8080 -h /www\n";
+        // Stops like a well-behaved web server: on SIGTERM it closes its listening socket
+        // first (the proxy's retries then go to the other replicas), lets the requests in
+        // flight finish, then exits. busybox httpd as PID 1 would take its per-request
+        // children down with it the moment it exits.
+        let serve = b"/bin/busybox httpd -f -p 8080 -h /www &\n\
+                      trap 'kill $!; sleep 2; exit 0' TERM\n\
+                      wait\n";
         for (tag, index, health, start) in [
             ("v1", &b"v1\n"[..], true, &serve[..]),
             ("v2", &b"v2\n"[..], true, &serve[..]),
