@@ -367,16 +367,30 @@ impl<'a> Connection<'a> {
         for (i, t) in tables.iter().enumerate() {
             sql.push_str(&format!("SELECT {i}, COUNT(*) FROM {};\n", t.quoted()));
         }
-        // Its rows name the table as `schema.table`, which no count row (a number) does.
         for t in checksum {
             sql.push_str(&format!("CHECKSUM TABLE {};\n", t.quoted()));
         }
         sql.push_str("COMMIT;\n");
         let rows = self.query(&sql)?;
+        let checksum_names: Vec<String> = checksum.iter().map(Table::to_string).collect();
         let mut sums: Vec<Option<Option<u64>>> = vec![None; checksum.len()];
         let mut counts = vec![None; tables.len()];
         let (mut file, mut position) = (None, None);
         for row in &rows {
+            // A CHECKSUM TABLE row names its table as `schema.table`, which no count row does.
+            let sum_of = row
+                .first()
+                .and_then(|t| checksum_names.iter().position(|n| n == t));
+            if let (Some(i), [_, v]) = (sum_of, row.as_slice()) {
+                sums[i] = Some(match v.as_str() {
+                    "NULL" => None,
+                    v => Some(
+                        v.parse::<u64>()
+                            .map_err(|_| unexpected("CHECKSUM TABLE", row))?,
+                    ),
+                });
+                continue;
+            }
             // The server spells the names `Binlog_snapshot_file`, `Binlog_snapshot_position`.
             let name = row
                 .first()
@@ -392,19 +406,6 @@ impl<'a> Connection<'a> {
                     )
                 }
                 [_, _] if name.starts_with("binlog_snapshot_") => {}
-                [t, v] if checksum.iter().any(|c| c.to_string() == *t) => {
-                    let i = checksum
-                        .iter()
-                        .position(|c| c.to_string() == *t)
-                        .unwrap_or(0);
-                    sums[i] = Some(match v.as_str() {
-                        "NULL" => None,
-                        v => Some(
-                            v.parse::<u64>()
-                                .map_err(|_| unexpected("CHECKSUM TABLE", row))?,
-                        ),
-                    });
-                }
                 [i, n] => match i.parse::<usize>().ok().zip(n.parse::<u64>().ok()) {
                     Some((i, n)) if i < counts.len() => counts[i] = Some(n),
                     _ => return Err(unexpected("row counts", row)),

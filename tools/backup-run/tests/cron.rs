@@ -58,6 +58,21 @@ fn as_cron_runs_it(line: usize, command: &str) -> String {
     out
 }
 
+/// `backup-run ARGS` parses: with a config that does not exist it gets as far as reading
+/// it (78), where a usage error would have been 2.
+fn assert_valid_usage(args: &[&str], at: &str) {
+    let out = TestCommand::new(env!("CARGO_BIN_EXE_backup-run"))
+        .args(["--config", "/nonexistent/infra.toml"])
+        .args(args)
+        .run();
+    assert_eq!(
+        out.status,
+        Some(78),
+        "{at}: `backup-run {}` must parse and then miss the config\n{out}",
+        args.join(" ")
+    );
+}
+
 #[test]
 fn every_entry_is_well_formed_and_runs_valid_commands() {
     let (path, text) = cron_file();
@@ -99,16 +114,7 @@ fn every_entry_is_well_formed_and_runs_valid_commands() {
                 .iter()
                 .map(|w| if *w == "ENV" { "prod" } else { w })
                 .collect();
-            let out = TestCommand::new(env!("CARGO_BIN_EXE_backup-run"))
-                .args(["--config", "/nonexistent/infra.toml"])
-                .args(&args)
-                .run();
-            assert_eq!(
-                out.status,
-                Some(78),
-                "{at}: `backup-run {}` must parse and then miss the config\n{out}",
-                args.join(" ")
-            );
+            assert_valid_usage(&args, &at);
         }
     }
 }
@@ -164,11 +170,7 @@ fn the_systemd_unit_script_runs_valid_commands_for_every_timer() {
         for call in calls.lines() {
             let args: Vec<&str> = call.split_whitespace().collect();
             assert_eq!(args[..2], ["--env", "pre-prod"], "{what}: {call}");
-            let out = TestCommand::new(env!("CARGO_BIN_EXE_backup-run"))
-                .args(["--config", "/nonexistent/infra.toml"])
-                .args(&args)
-                .run();
-            assert_eq!(out.status, Some(78), "{what}: `backup-run {call}`\n{out}");
+            assert_valid_usage(&args, what);
         }
     }
     let out = TestCommand::new(&script)
