@@ -55,6 +55,8 @@ pub struct ResticOptions {
     no_cache: bool,
     timeout: Option<Duration>,
     env: Vec<(String, String)>,
+    /// Run restic under `nice -n N`.
+    nice: Option<u8>,
 }
 
 impl ResticOptions {
@@ -100,6 +102,7 @@ impl Default for ResticOptions {
             no_cache: false,
             timeout: None,
             env: Vec::new(),
+            nice: None,
         }
     }
 }
@@ -731,7 +734,7 @@ struct Feed {
 }
 
 /// A restic repository and how to reach it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Restic {
     repository: Secret,
     shown: String,
@@ -740,6 +743,15 @@ pub struct Restic {
 }
 
 impl Restic {
+    /// The same repository and options, with every command run at a lower CPU priority
+    /// (`nice -n N`, 1–19): for work beside something more urgent on the same machine,
+    /// which then gets the CPU first and this one what is left.
+    pub fn niced(&self, n: u8) -> Restic {
+        let mut r = self.clone();
+        r.opts.nice = Some(n.clamp(1, 19));
+        r
+    }
+
     /// Check that restic is installed and ≥ 0.14 (`restic version`, run once).
     pub fn new(repository: &str, opts: ResticOptions) -> Result<Restic> {
         if repository.trim().is_empty() {
@@ -1328,7 +1340,14 @@ impl Restic {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let mut c = Command::new(&self.opts.program);
+        let mut c = match self.opts.nice {
+            Some(n) => {
+                let mut c = Command::new("nice");
+                c.arg("-n").arg(n.to_string()).arg(&self.opts.program);
+                c
+            }
+            None => Command::new(&self.opts.program),
+        };
         c.env_clear();
         for keep in ["PATH", "HOME", "TMPDIR"] {
             if let Some(v) = std::env::var_os(keep) {

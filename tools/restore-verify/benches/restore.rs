@@ -6,7 +6,8 @@
 //! same invocation. Prints the ratio (target ≤ 1.25×), the RTO verify reports and its
 //! peak RSS; exits non-zero when the target is missed.
 //!
-//! `BENCH_SIZE=256MiB cargo bench -p restore-verify` scales it down. backup-run must be
+//! `BENCH_SIZE=256MiB cargo bench -p restore-verify` scales it down; `BENCH_VERBOSE=1`
+//! shows restore-verify's per-phase timings. backup-run must be
 //! built in the same profile (`cargo build --release --workspace --bins`; make bench
 //! does). Under `cargo test --all-targets` (no `--bench` argument) it smoke-runs the same
 //! machinery on a few MiB and judges nothing.
@@ -27,6 +28,8 @@ struct Bench {
     _db: MariaDb,
     s3: S3Server,
     dir: TempDir,
+    /// The bytes of the generated volume.
+    volume_bytes: u64,
 }
 
 impl Bench {
@@ -44,7 +47,13 @@ impl Bench {
         self.env(&mut c)
             .arg("--config")
             .arg(self.dir.join("infra.toml"))
-            .args(["--env", "bench", "--json", "-q"])
+            .args(["--env", "bench", "--json"])
+            // BENCH_VERBOSE=1: the tool's per-phase timings (debug log) on stderr.
+            .arg(if std::env::var_os("BENCH_VERBOSE").is_some() {
+                "-vv"
+            } else {
+                "-q"
+            })
             .args(args);
         c
     }
@@ -56,11 +65,13 @@ impl Bench {
         c
     }
 
-    /// The newest snapshot id with `tag`.
-    fn snapshot(&self, tag: &str) -> String {
+    /// The newest snapshot id with all of `tags` (comma-separated, restic's AND). The
+    /// volume's own snapshot is `volume,volume:NAME`: `volume:NAME` alone also matches
+    /// its content manifest, a different path, which `--latest 1` returns as well.
+    fn snapshot(&self, tags: &str) -> String {
         let out = self
             .restic()
-            .args(["snapshots", "--json", "--tag", tag, "--latest", "1"])
+            .args(["snapshots", "--json", "--tag", tags, "--latest", "1"])
             .output()
             .expect("restic snapshots");
         let v: Value = serde_json::from_slice(&out.stdout).expect("snapshots JSON");
@@ -68,13 +79,13 @@ impl Bench {
             .and_then(|a| a.last())
             .and_then(|s| s["id"].as_str())
             .map(str::to_string)
-            .unwrap_or_else(|| panic!("no snapshot tagged {tag}"))
+            .unwrap_or_else(|| panic!("no snapshot tagged {tags}"))
     }
 
     /// The bare restore pipeline.
     fn baseline(&self) -> Duration {
         let db = self.snapshot("db");
-        let vol = self.snapshot("volume:assets");
+        let vol = self.snapshot("volume,volume:assets");
         let target = self.dir.mkdir("baseline");
         let data = target.join("data");
         std::fs::create_dir_all(&data).unwrap();
@@ -111,6 +122,13 @@ impl Bench {
             .expect("restic restore");
         assert!(restored.success(), "restic restore failed");
         let took = started.elapsed();
+        // A baseline that restored the wrong snapshot would make any ratio meaningless.
+        let volume_bytes = tree_bytes(&target.join("volume"));
+        assert!(
+            volume_bytes >= self.volume_bytes,
+            "the bare restore wrote {volume_bytes} bytes of volume, the volume has {}",
+            self.volume_bytes
+        );
         std::fs::remove_dir_all(&target).unwrap();
         took
     }
@@ -164,6 +182,23 @@ impl Bench {
     }
 }
 
+/// The bytes of the regular files under `dir`.
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)
+        .expect("reading a restored dir")
+        .flatten()
+    {
+        let meta = entry.metadata().expect("stat");
+        if meta.is_dir() {
+            total += tree_bytes(&entry.path());
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    total
+}
+
 fn size_from_env(default: u64) -> u64 {
     match std::env::var("BENCH_SIZE") {
         Ok(s) => s
@@ -187,6 +222,7 @@ fn setup(size: u64) -> Bench {
     let volume = dir.mkdir("volume");
     datagen::database(&db, "bench", size);
     datagen::volume(&volume, size);
+    let volume_bytes = tree_bytes(&volume);
     dir.write(
         "infra.toml",
         format!(
@@ -199,7 +235,12 @@ fn setup(size: u64) -> Bench {
             volume.display()
         ),
     );
-    let b = Bench { _db: db, s3, dir };
+    let b = Bench {
+        _db: db,
+        s3,
+        dir,
+        volume_bytes,
+    };
     let backup_run = pimops_test_support::workspace_bin("backup-run");
     for verb in [&["init"][..], &["run", "all"][..]] {
         let status = b

@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use pimops::backupset::{
@@ -106,14 +107,14 @@ pub fn chain(restic: &Restic, host: &str, manifest: &Manifest) -> Result<Vec<Man
         let m = backupset::read_manifest(restic, &SetSelector::Id(base.clone()), Some(host))
             .map_err(|e| {
                 Error::failed(format!(
-                    "the backup chain of set {} is broken: its base set {base} cannot be read                      (forgotten?): {e}",
+                    "the backup chain of set {} is broken: its base set {base} cannot be read (forgotten?): {e}",
                     manifest.set_id
                 ))
             })?;
         let joined = m.db_chain.as_ref().map(|c| c.to_lsn) == Some(link.from_lsn);
         if !joined {
             return Err(Error::failed(format!(
-                "the backup chain of set {} is broken: set {} starts at LSN {} but its base set                  {base} does not end there",
+                "the backup chain of set {} is broken: set {} starts at LSN {} but its base set {base} does not end there",
                 manifest.set_id, newest.set_id, link.from_lsn
             )));
         }
@@ -135,16 +136,32 @@ pub fn restore_physical(
     datadir: &Path,
     between: &dyn Fn() -> Result<()>,
 ) -> Result<(u64, Option<BinlogCoordinates>)> {
+    let t = Instant::now();
     let sets = chain(restic, host, manifest)?;
+    log::debug!(
+        "the backup chain ({} sets) took {:.2}s",
+        sets.len(),
+        t.elapsed().as_secs_f64()
+    );
     let mut bytes = 0;
     let mut coords = None;
     for (i, set) in sets.iter().enumerate() {
         let (snap, path, _) = db_snapshot(set)?;
         bytes += snap.bytes;
         if i == 0 {
+            let t = Instant::now();
             extract_physical(restic, &snap.snapshot_id, &path, datadir)?;
+            log::debug!(
+                "restic dump | mbstream -x took {:.2}s",
+                t.elapsed().as_secs_f64()
+            );
             between()?;
+            let t = Instant::now();
             coords = mariadb::prepare(datadir)?;
+            log::debug!(
+                "mariabackup --prepare took {:.2}s",
+                t.elapsed().as_secs_f64()
+            );
             continue;
         }
         let inc = incremental_dir(datadir, i);

@@ -98,10 +98,15 @@ fn verify(
     // The volumes restore and compare on their own thread while the database is
     // restored: restic restore and hashing overlap with mbstream, prepare and the
     // server's checks, which is most of the RTO. Their records follow the database's.
+    // The volumes' restic runs niced: `restic dump` of the database stream fetches its
+    // blobs one after another, so it is bound by each request's latency, and beside a
+    // restore at equal priority it took 2x as long (1 GiB: 21 s against 10 s alone);
+    // niced, both together took 14 s against 17 s one after the other.
+    let vol_restic = restic.niced(19);
     let (db_bytes, vol_results) = std::thread::scope(|scope| {
         let vols = scope.spawn(|| {
             verify_volumes(
-                &restic,
+                &vol_restic,
                 &manifest,
                 work.path(),
                 backup.volume_sample_pct,
@@ -280,9 +285,10 @@ fn verify_db(
     }
     interrupt.check()?;
     db_checks(report, &server, db, at.is_none() && counts_exact, checksum)?;
-    if let Err(e) = server.stop() {
-        log::warn!("{e}");
-    }
+    // Killed, not shut down: the copy is thrown away with its datadir, and a clean
+    // shutdown (flushing the buffer pool to files about to be removed) cost up to 1 s of
+    // the RTO for nothing.
+    drop(server);
     Ok(bytes)
 }
 
@@ -420,7 +426,9 @@ fn db_checks(
                     .and_then(|c| c.exact_row_counts(&tables))
             })
         });
+        let t = Instant::now();
         let checked = conn.check_tables(&tables);
+        log::debug!("CHECK TABLE took {:.2}s", t.elapsed().as_secs_f64());
         let counted = counted.map(|h| {
             h.join()
                 .unwrap_or_else(|_| Err(Error::failed("counting rows: the worker panicked")))

@@ -51,7 +51,13 @@ pub fn verify(
         let expected = s.spawn(|| {
             backupset::read_content_manifest(restic, &vol.content_manifest_snapshot, &vol.name)
         });
+        let t = std::time::Instant::now();
         let root = restore(restic, manifest, vol, target);
+        log::debug!(
+            "volume {}: restic restore took {:.2}s",
+            vol.name,
+            t.elapsed().as_secs_f64()
+        );
         let expected = expected.join().unwrap_or_else(|_| {
             Err(Error::failed(
                 "reading the content manifest: the worker panicked",
@@ -72,7 +78,13 @@ pub fn verify(
             vol.name, vol.path
         )));
     }
+    let t = std::time::Instant::now();
     let mismatches = backupset::compare(&expected, &root, sample_pct)?;
+    log::debug!(
+        "volume {}: comparing took {:.2}s",
+        vol.name,
+        t.elapsed().as_secs_f64()
+    );
     if let Some(e) = backupset::mismatch_error(&vol.name, &mismatches) {
         return Err(e);
     }
