@@ -166,13 +166,24 @@ fn backup_set(
     // locks, and a stream bound by mariabackup leaves restic's CPU for the files. Their
     // records are emitted afterwards in a fixed order (database, binlogs, volumes), and a
     // failure of either leaves the set without a manifest.
+    //
+    // The volumes' restic runs niced beside the database: the stream is the longer path
+    // (after it come the counts and the binlogs), and at equal priority the two shared
+    // the CPU evenly, so the counts started only when both were nearly done and then ran
+    // on an otherwise idle machine. Niced, the stream finishes first and the counts
+    // overlap with the volumes' tail.
+    let vol_restic = if db.is_some() {
+        restic.niced(10)
+    } else {
+        restic.clone()
+    };
     let (db_part, vol_part) = std::thread::scope(|s| {
         let vols = s.spawn(|| {
             let mut part = Part::default();
             for v in volumes {
                 let t = Instant::now();
                 if let Err(e) =
-                    backup_volume(&restic, v, set, host, &known, db.is_none(), &mut part)
+                    backup_volume(&vol_restic, v, set, host, &known, db.is_none(), &mut part)
                 {
                     part.error = Some(e);
                     break;
