@@ -273,6 +273,20 @@ envs = ["{env}"]
             .to_string()
     }
 
+    /// The health status Docker reports for a running task of `service` (`starting`,
+    /// `healthy`, `unhealthy`; empty for a container without a healthcheck).
+    pub fn health(&self, service: &str) -> String {
+        let c = self.container(service);
+        docker(&[
+            "inspect",
+            "--format",
+            "{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            &c,
+        ])
+        .trim()
+        .to_string()
+    }
+
     /// `docker exec` in a running task of `service`; stdout.
     pub fn exec(&self, service: &str, args: &[&str]) -> String {
         let c = self.container(service);

@@ -31,6 +31,18 @@ fn the_app_answers_through_the_chain_and_the_origin_and_classes_are_guarded() {
     );
     s.exec("php", &["php", "bin/console", "app:seed", "20"]);
 
+    // cron is healthy once a maintenance pass succeeded, the worker while it reaches its
+    // queue; each with its own check, not the php-fpm ping of the image they share.
+    for service in ["cron", "worker"] {
+        assert!(
+            wait_until(Duration::from_secs(90), || s.health(service) == "healthy"),
+            "{service} never became healthy: {:?}",
+            s.health(service)
+        );
+    }
+    let beat = s.exec("cron", &["sh", "-c", "ls /tmp/maintenance-ok"]);
+    assert!(beat.contains("maintenance-ok"), "cron's heartbeat: {beat}");
+
     let (code, body) = s.get("/health");
     assert_eq!(code, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
