@@ -218,6 +218,79 @@ fn a_locked_repository_makes_forget_exit_75() {
     w.cmd(&["forget"]).assert_success();
 }
 
+/// A live exclusive restic lock: `restic prune` stopped (SIGSTOP) right after its lock
+/// file appears in the repository, before it finishes. Returns the stopped process.
+fn stopped_prune(w: &World) -> std::process::Child {
+    let locks = w.s3.repository_dir(common::ENV).join("locks");
+    let has_lock = || {
+        std::fs::read_dir(&locks)
+            .map(|d| d.flatten().next().is_some())
+            .unwrap_or(false)
+    };
+    for _ in 0..5 {
+        let mut prune = Command::new("restic")
+            .args(["prune", "--max-unused=0"])
+            .env("RESTIC_REPOSITORY", &w.repo)
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .env("AWS_ACCESS_KEY_ID", w.s3.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", w.s3.secret_key())
+            .env("RESTIC_CACHE_DIR", w.dir.join("cache-prune"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restic prune");
+        // A tight poll: prune holds its lock for a fraction of a second here.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = false;
+        while std::time::Instant::now() < deadline {
+            if has_lock() {
+                seen = true;
+                break;
+            }
+            if prune.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let stop = Command::new("kill")
+            .args(["-STOP", &prune.id().to_string()])
+            .status()
+            .expect("kill -STOP");
+        // Caught while holding its lock: prune had not finished and the lock is there.
+        if seen && stop.success() && prune.try_wait().ok().flatten().is_none() && has_lock() {
+            return prune;
+        }
+        let _ = Command::new("kill")
+            .args(["-CONT", &prune.id().to_string()])
+            .status();
+        let _ = prune.wait();
+    }
+    panic!("restic prune never held its exclusive lock long enough to be stopped");
+}
+
+#[test]
+fn a_live_exclusive_restic_lock_makes_run_exit_75_and_back_up_nothing() {
+    let w = World::new();
+    w.init();
+    w.cmd(&["run", "volumes"]).assert_success();
+    let before = w.snapshots().len();
+    let mut prune = stopped_prune(&w);
+    let out = w.cmd(&["run"]).assert_code(75);
+    assert!(out.stderr.contains("busy"), "{}", out.stderr);
+    let _ = Command::new("kill")
+        .args(["-CONT", &prune.id().to_string()])
+        .status();
+    assert!(
+        prune.wait().expect("prune").success(),
+        "prune resumed and ended"
+    );
+    // Nothing was written while the repository was busy.
+    assert_eq!(w.snapshots().len(), before);
+    assert_eq!(manifests(&w), 1);
+    w.cmd(&["run"]).assert_success();
+    assert_eq!(manifests(&w), 2);
+}
+
 #[test]
 fn wrong_repository_password_exits_77() {
     let w = World::new();
