@@ -107,6 +107,9 @@ pub enum IpsFormat {
     Nginx,
     /// nftables `define cloudflare_ipv4` and `cloudflare_ipv6` sets
     Nftables,
+    /// One comma-separated line, IPv4 first: the stack's TRUSTED_IPS (Traefik's
+    /// forwardedHeaders.trustedIPs)
+    List,
 }
 
 #[derive(Args, Debug)]

@@ -97,6 +97,10 @@ pub fn render(format: IpsFormat, r: &IpRanges) -> String {
     let mut s = String::new();
     match format {
         IpsFormat::Cidrs => all().for_each(|c| s.push_str(&format!("{c}\n"))),
+        IpsFormat::List => {
+            s = all().map(String::as_str).collect::<Vec<_>>().join(",");
+            s.push('\n');
+        }
         IpsFormat::Json => {
             s = serde_json::to_string(r).unwrap_or_default();
             s.push('\n');

@@ -36,6 +36,9 @@ fn json_and_config_formats() {
         .stdout
         .contains(&format!("set_real_ip_from {};", IPV6_CIDRS[0])));
     assert!(nginx.stdout.contains("real_ip_header CF-Connecting-IP;"));
+    let list = f.run(&["ips", "--format", "list"], 0);
+    let want: Vec<&str> = IPV4_CIDRS.iter().chain(IPV6_CIDRS).copied().collect();
+    assert_eq!(list.stdout, format!("{}\n", want.join(",")));
     let nft = f.run(&["ips", "--format", "nftables"], 0);
     assert!(nft
         .stdout
@@ -96,4 +99,26 @@ fn empty_ranges_are_refused() {
     f.cf.set_ips(&[], &[], "e");
     let out = f.run(&["ips"], 1);
     assert!(out.stderr.contains("empty allow-list"), "{out}");
+}
+
+/// The stack ships Cloudflare's ranges twice: the allow-list file cf-sync writes
+/// (`--format traefik`) and the TRUSTED_IPS default (`--format list`). They must be the
+/// same ranges, or the origin would believe X-Forwarded-For from addresses it refuses
+/// (or the reverse).
+#[test]
+fn the_stacks_trusted_ips_default_equals_its_shipped_allow_list() {
+    let stack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../stack");
+    let pim = std::fs::read_to_string(stack.join("pim.yml")).expect("stack/pim.yml");
+    let start = pim.find("${TRUSTED_IPS:-").expect("a TRUSTED_IPS default") + 15;
+    let len = pim[start..].find('}').expect("closing brace");
+    let trusted: Vec<&str> = pim[start..start + len].split(',').collect();
+    let allow = std::fs::read_to_string(stack.join("traefik/cloudflare.yml"))
+        .expect("stack/traefik/cloudflare.yml");
+    let ranges: Vec<&str> = allow
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .collect();
+    assert!(ranges.len() > 10, "{allow}");
+    assert_eq!(trusted, ranges);
 }
