@@ -207,6 +207,7 @@ impl Renderer<'_> {
         if !root.contains_key("version") {
             root.insert("version".into(), "3.8".into());
         }
+        self.drop_unset_optional_secrets(root)?;
         let objects = self.objects(root)?;
         let volumes = self.volume_names(root);
         let networks = self.network_names(root);
@@ -311,6 +312,68 @@ impl Renderer<'_> {
             }
             Value::Tagged(t) => self.interpolate(&mut t.value, key, vars, missing)?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A top-level secret marked `x-pimops-optional: true` (only one read from the
+    /// `environment`) is left out, with every service's reference to it, when its
+    /// variable (NAME or NAME_FILE) is unset: a feature that needs a credential only
+    /// when it is used (ACME's DNS token) does not make every deploy provide one. Set,
+    /// it is an ordinary secret; the marker itself is removed either way.
+    fn drop_unset_optional_secrets(&self, root: &mut Mapping) -> Result<()> {
+        let Some(map) = root.get_mut("secrets").and_then(Value::as_mapping_mut) else {
+            return Ok(());
+        };
+        let mut dropped = Vec::new();
+        for (k, def) in map.iter_mut() {
+            let key = k.as_str().unwrap_or_default().to_string();
+            let Some(m) = def.as_mapping_mut() else {
+                continue;
+            };
+            let Some(flag) = m.remove("x-pimops-optional") else {
+                continue;
+            };
+            let path = format!("secrets.{key}.x-pimops-optional");
+            if flag.as_bool() != Some(true) {
+                return Err(self.err(&path, "expected true (or leave it out)"));
+            }
+            let Some(var) = m.get("environment").and_then(Value::as_str) else {
+                return Err(self.err(
+                    &path,
+                    "only a secret read from `environment` may be optional",
+                ));
+            };
+            let set = pimops::secrets::get(var)
+                .map_err(|e| {
+                    e.context(format!(
+                        "{}: secrets.{key}.environment",
+                        self.file.display()
+                    ))
+                })?
+                .is_some();
+            if !set {
+                log::info!("secret {key}: {var} is not set: left out of the stack (optional)");
+                dropped.push(key);
+            }
+        }
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        map.retain(|k, _| !k.as_str().is_some_and(|k| dropped.iter().any(|d| d == k)));
+        if let Some(services) = root.get_mut("services").and_then(Value::as_mapping_mut) {
+            for (_, svc) in services.iter_mut() {
+                let Some(list) = svc.get_mut("secrets").and_then(Value::as_sequence_mut) else {
+                    continue;
+                };
+                // A reference is the key, or a mapping whose `source` is the key.
+                list.retain(|r| {
+                    let name = r
+                        .as_str()
+                        .or_else(|| r.get("source").and_then(Value::as_str));
+                    !name.is_some_and(|n| dropped.iter().any(|d| d == n))
+                });
+            }
         }
         Ok(())
     }

@@ -81,6 +81,78 @@ fn render_substitutes_hashes_and_labels_without_secret_values() {
     assert!(out.stdout.is_empty());
 }
 
+/// A secret marked `x-pimops-optional: true` is left out, with the service's reference
+/// to it, when its variable is unset; set, it is an ordinary secret. The marker never
+/// reaches Docker, and it is refused where it makes no sense.
+#[test]
+fn an_optional_secret_is_left_out_when_unset_and_kept_when_set() {
+    let e = Estate::new();
+    let stack = common::STACK
+        .replace(
+            "    configs:\n      - source: motd",
+            "    secrets:\n      - token\n      - { source: other, target: other.txt }\n    configs:\n      - source: motd",
+        )
+        .replace(
+            "configs:\n  motd:",
+            "secrets:\n  token:\n    environment: PD_TOKEN\n    x-pimops-optional: true\n  other:\n    environment: PD_OTHER\nconfigs:\n  motd:",
+        );
+    assert!(stack.contains("- token"), "the fixture changed: {stack}");
+    e.dir.write("stack.yml", &stack);
+    let render = |token: Option<&str>| {
+        let mut c = e
+            .cmd()
+            .args(["render", "--env", "test", "--tag", "v1"])
+            .env("PD_OTHER", "other-value");
+        if let Some(t) = token {
+            c = c.env("PD_TOKEN", t);
+        }
+        let out = c.run();
+        out.assert_success();
+        assert!(!out.stdout.contains("x-pimops-optional"), "{out}");
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out.stdout).expect("YAML");
+        doc
+    };
+    let refs = |doc: &serde_yaml_ng::Value| -> Vec<String> {
+        doc["services"]["web"]["secrets"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_str()
+                    .or_else(|| r["source"].as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let without = render(None);
+    assert!(without["secrets"].get("token").is_none(), "{without:?}");
+    assert_eq!(
+        without["secrets"]["other"]["external"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(refs(&without), ["other"]);
+    let with = render(Some("token-value"));
+    assert_eq!(with["secrets"]["token"]["external"].as_bool(), Some(true));
+    assert_eq!(refs(&with), ["token", "other"]);
+
+    // Only an environment secret may be optional, and only `true` says so.
+    e.dir.write(
+        "stack.yml",
+        stack.replace("environment: PD_TOKEN", "file: ./stack.yml"),
+    );
+    let out = e
+        .cmd()
+        .args(["render", "--env", "test", "--tag", "v1"])
+        .env("PD_OTHER", "x")
+        .run();
+    out.assert_code(78);
+    assert!(
+        out.stderr.contains("secrets.token.x-pimops-optional"),
+        "{out}"
+    );
+}
+
 #[test]
 fn render_errors_name_the_file_the_key_and_every_missing_variable() {
     let e = Estate::new();
@@ -162,5 +234,13 @@ fn the_example_inventory_renders_every_env_and_guards_classes_outside_dev() {
             !out.stdout.contains("secret-value"),
             "{env}: a secret in the text"
         );
+        // ACME is defined but unused without TLS_CERTRESOLVER: no token secret needed.
+        assert!(
+            out.stdout.contains(
+                "--certificatesResolvers.cloudflare.acme.dnsChallenge.provider=cloudflare"
+            ),
+            "{env}: {out}"
+        );
+        assert!(!out.stdout.contains("cf_dns_token:"), "{env}: {out}");
     }
 }
