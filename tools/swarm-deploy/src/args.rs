@@ -13,7 +13,8 @@ use pimops::units::Duration;
     long_about = "Map a git branch to its env and deploy the env's stack file to that env's \
                   Swarm, the way a CI script task and a person at 3 a.m. can trust: the stack \
                   is rendered with the env's variables (configs and secrets named by content \
-                  hash, images pinned), compared with what runs, deployed under a lock on the \
+                  hash, a secret marked `x-pimops-optional: true` left out while its variable \
+                  is unset, images pinned), compared with what runs, deployed under a lock on the \
                   manager after the env's release commands ran once with the new image, and \
                   watched until every changed service runs the new tasks and the env's health \
                   checks pass. Any failure rolls back every service the deploy changed and \
