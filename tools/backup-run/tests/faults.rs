@@ -187,7 +187,8 @@ fn a_locked_repository_makes_forget_exit_75() {
     w.cmd(&["run", "volumes"]).assert_success();
     w.cmd(&["run", "volumes"]).assert_success();
     // A live restic backup holds a shared lock while its stdin stays open.
-    let mut holder = Command::new("restic")
+    let mut holder = w
+        .restic_process("cache-holder")
         .args([
             "backup",
             "--stdin",
@@ -196,11 +197,6 @@ fn a_locked_repository_makes_forget_exit_75() {
             "--host",
             "other",
         ])
-        .env("RESTIC_REPOSITORY", &w.repo)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("AWS_ACCESS_KEY_ID", w.s3.access_key())
-        .env("AWS_SECRET_ACCESS_KEY", w.s3.secret_key())
-        .env("RESTIC_CACHE_DIR", w.dir.join("cache-holder"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -228,13 +224,9 @@ fn stopped_prune(w: &World) -> std::process::Child {
             .unwrap_or(false)
     };
     for _ in 0..5 {
-        let mut prune = Command::new("restic")
+        let mut prune = w
+            .restic_process("cache-prune")
             .args(["prune", "--max-unused=0"])
-            .env("RESTIC_REPOSITORY", &w.repo)
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .env("AWS_ACCESS_KEY_ID", w.s3.access_key())
-            .env("AWS_SECRET_ACCESS_KEY", w.s3.secret_key())
-            .env("RESTIC_CACHE_DIR", w.dir.join("cache-prune"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -130,6 +130,18 @@ impl World {
         c
     }
 
+    /// A bare `restic` process on the test repository (credentials in its environment,
+    /// its own cache `cache_name` under the test dir): a second client beside backup-run.
+    pub fn restic_process(&self, cache_name: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("restic");
+        c.env("RESTIC_REPOSITORY", &self.repo)
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .env("AWS_ACCESS_KEY_ID", self.s3.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_key())
+            .env("RESTIC_CACHE_DIR", self.dir.join(cache_name));
+        c
+    }
+
     pub fn restic(&self) -> Restic {
         Restic::new(
             &self.repo,
