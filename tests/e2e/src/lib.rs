@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pimops_test_support::command::{Outcome, TempDir, TestCommand};
 use pimops_test_support::swarm::{unique_name, Swarm};
@@ -87,6 +87,9 @@ pub struct PimStack {
     pub tag: String,
     /// `vars` entries pinning traefik, mariadb and redis.
     infra: String,
+    /// When the stack was made: `mark` logs each step's time since then, so a slow CI run
+    /// shows which wait grew (visible with `--nocapture` or in a failing test's output).
+    born: Instant,
 }
 
 impl PimStack {
@@ -107,6 +110,7 @@ impl PimStack {
             domain: "pim.localhost".to_string(),
             tag,
             infra,
+            born: Instant::now(),
         };
         s.make_secrets();
         s.write_config(vars);
@@ -212,8 +216,19 @@ envs = ["{env}"]
         self.deploy_tag(&self.tag.clone())
     }
 
+    /// Log a step with the seconds since the stack was made.
+    pub fn mark(&self, step: &str) {
+        eprintln!(
+            "[{} +{:.1}s] {step}",
+            self.stack,
+            self.born.elapsed().as_secs_f64()
+        );
+    }
+
     pub fn deploy_tag(&self, tag: &str) -> Outcome {
-        self.tool("swarm-deploy")
+        self.mark(&format!("deploy {tag}"));
+        let out = self
+            .tool("swarm-deploy")
             .args([
                 "deploy",
                 "--json",
@@ -224,7 +239,9 @@ envs = ["{env}"]
                 "--resolve-image",
                 "never",
             ])
-            .run()
+            .run();
+        self.mark("deployed");
+        out
     }
 
     /// `curl` through Traefik's HTTPS port: (status, body).
@@ -319,6 +336,7 @@ envs = ["{env}"]
 
 impl Drop for PimStack {
     fn drop(&mut self) {
+        self.mark("removing");
         let _ = Command::new("docker")
             .args(["stack", "rm", &self.stack])
             .output();

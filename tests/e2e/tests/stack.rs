@@ -20,6 +20,7 @@ fn deployed(env: &str, vars: &str) -> PimStack {
         "the stack never answered /health: {:?}",
         s.get("/health")
     );
+    s.mark("answers /health");
     s
 }
 
@@ -40,6 +41,7 @@ fn the_app_answers_through_the_chain_and_the_origin_and_classes_are_guarded() {
             s.health(service)
         );
     }
+    s.mark("cron and worker healthy");
     let beat = s.exec("cron", &["sh", "-c", "ls /tmp/maintenance-ok"]);
     assert!(beat.contains("maintenance-ok"), "cron's heartbeat: {beat}");
 
@@ -106,6 +108,7 @@ fn the_app_answers_through_the_chain_and_the_origin_and_classes_are_guarded() {
         s.get("/health")
     );
 
+    s.mark("origin closed");
     // Dev may edit classes.
     s.write_config(r#"ALLOW_MIDDLEWARE = "local-only@file", CLASS_DEFINITIONS_WRITABLE = "1""#);
     s.deploy().assert_success();
@@ -214,6 +217,7 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
         );
         assert_eq!(code, 201, "{body}");
     }
+    prod.mark("seeded and uploaded");
     prod.tool("backup-run")
         .args(["--env", "prod", "init"])
         .run()
@@ -227,6 +231,7 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
         .run()
         .assert_success();
 
+    prod.mark("backed up and verified");
     // A second stack, then prod's set restored into its database service and asset volume.
     let copy = deployed("prod", r#"ALLOW_MIDDLEWARE = "local-only@file""#);
     let repo = prod.dir.join("restic");
@@ -249,6 +254,7 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
         .env("RESTIC_PASSWORD_FILE", prod.dir.join("restic-password"))
         .run();
     restore.assert_success();
+    copy.mark("restored");
     assert!(
         wait_until(Duration::from_secs(90), || copy.get("/health").0 == 200),
         "the copy answers after the restore"
