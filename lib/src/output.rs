@@ -188,9 +188,38 @@ struct StderrLogger {
     color: bool,
 }
 
+/// The workspace's own crates; everything else is a dependency.
+const OWN_CRATES: [&str; 8] = [
+    "pimops",
+    "backup_run",
+    "restore_verify",
+    "swarm_deploy",
+    "cf_sync",
+    "ovh_order",
+    "hv_provision",
+    "healthcheck",
+];
+
+/// Whether a record of `level` from `target` is shown at `verbosity`. Dependencies (rustls,
+/// ureq, …) log at most their warnings: their debug and trace output is a TLS handshake
+/// dump or HTTP headers, which bury the tool's own `-vv` lines and could carry a token.
+fn shown(target: &str, level: log::Level, verbosity: u8) -> bool {
+    let crate_name = target.split("::").next().unwrap_or(target);
+    let cap = if OWN_CRATES.contains(&crate_name) {
+        verbosity
+    } else {
+        verbosity.min(1)
+    };
+    level_rank(level) <= cap
+}
+
 impl log::Log for StderrLogger {
     fn enabled(&self, meta: &log::Metadata) -> bool {
-        level_rank(meta.level()) <= VERBOSITY.load(Ordering::Relaxed)
+        shown(
+            meta.target(),
+            meta.level(),
+            VERBOSITY.load(Ordering::Relaxed),
+        )
     }
 
     fn log(&self, record: &log::Record) {
@@ -277,6 +306,18 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn dependencies_log_warnings_only_even_at_trace() {
+        assert!(shown("swarm_deploy::watch", log::Level::Trace, 4));
+        assert!(shown("pimops::http", log::Level::Debug, 3));
+        assert!(!shown("pimops::http", log::Level::Debug, 2));
+        assert!(!shown("rustls::client::hs", log::Level::Trace, 4));
+        assert!(!shown("ureq::unit", log::Level::Debug, 4));
+        assert!(!shown("ureq::unit", log::Level::Info, 4));
+        assert!(shown("ureq::unit", log::Level::Warn, 4));
+        assert!(!shown("ureq::unit", log::Level::Warn, 0));
     }
 
     #[test]
