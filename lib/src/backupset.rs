@@ -690,8 +690,13 @@ impl ContentManifest {
         }
     }
 
-    /// One JSON object per line, sorted by path.
+    /// One JSON object per line, sorted by path. An empty volume gives one empty line
+    /// (readers skip blank lines): restic refuses to store empty stdin ("snapshot is
+    /// empty"), and a fresh stack's asset volume is empty.
     pub fn to_jsonl(&self) -> String {
+        if self.entries.is_empty() {
+            return "\n".to_string();
+        }
         let mut out = String::with_capacity(self.entries.len() * 160);
         for e in &self.entries {
             let stat = self.stats.get(&e.path);

@@ -313,3 +313,27 @@ fn a_database_at_host_and_port_with_a_password_is_backed_up() {
         assert_eq!(d.tables.iter().map(|t| t.rows).sum::<u64>(), 5, "{method}");
     }
 }
+
+/// A fresh stack's asset volume is empty: it is backed up (an empty content manifest is
+/// stored, which restic would refuse as empty input) and reads back as zero files.
+#[test]
+fn an_empty_volume_is_backed_up_as_zero_files() {
+    let w = World::new();
+    std::fs::remove_dir_all(w.assets()).unwrap();
+    std::fs::create_dir(w.assets()).unwrap();
+    w.init();
+    let out = w.cmd(&["run", "volumes"]).run();
+    out.assert_success();
+    assert_eq!(out.records_of("summary")[0]["result"], "ok", "{out}");
+    let m = w.latest_manifest();
+    assert_eq!(m.volumes.len(), 1);
+    assert_eq!((m.volumes[0].files, m.volumes[0].bytes), (0, 0));
+    let content = pimops::backupset::read_content_manifest(
+        &w.restic(),
+        &m.volumes[0].content_manifest_snapshot,
+        &m.volumes[0].name,
+    )
+    .expect("the empty content manifest reads back");
+    assert_eq!(content.files, 0);
+    assert!(content.entries.is_empty());
+}
