@@ -80,5 +80,5 @@ local-down: ## remove the local stack (PURGE=1: its volumes too)
 	scripts/local-down
 
 .PHONY: images
-images: ## the stack's images from Debian packages (stack/images/build; IMAGES="base mariadb")
-	stack/images/build $(or $(IMAGES),base mariadb redis traefik php nginx)
+images: ## the stack's images from Debian packages (stack/images/build; IMAGES="base mariadb"; backup takes the backup-run built here)
+	stack/images/build $(or $(IMAGES),base mariadb redis traefik php nginx backup)

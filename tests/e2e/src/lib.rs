@@ -1,4 +1,4 @@
-//! A deployed copy of the PIM stack (`stack/pim.yml`) for end-to-end tests: the five images
+//! A deployed copy of the PIM stack (`stack/pim.yml`) for end-to-end tests: the six images
 //! built from `stack/images` and tagged as one set, an inventory whose env deploys the stack
 //! under a unique name with its own host ports, deployed by the real swarm-deploy binary,
 //! and removed with its volumes, configs and secrets on drop.
@@ -17,8 +17,8 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The five images built (or found): the app images' common tag, and the `vars` entries
-/// pinning the infrastructure images by their content-hash tags.
+/// The six images built (or found): the app images' common tag, and the `vars` entries
+/// pinning the infrastructure images (and backup's) by their content-hash tags.
 pub fn images() -> (String, String) {
     static TAGS: OnceLock<(String, String)> = OnceLock::new();
     TAGS.get_or_init(|| {
@@ -31,10 +31,11 @@ pub fn images() -> (String, String) {
                 .to_string()
         };
         let vars = format!(
-            "TRAEFIK_TAG = \"{}\", MARIADB_TAG = \"{}\", REDIS_TAG = \"{}\"",
+            "TRAEFIK_TAG = \"{}\", MARIADB_TAG = \"{}\", REDIS_TAG = \"{}\", BACKUP_TAG = \"{}\"",
             hash("traefik"),
             hash("mariadb"),
-            hash("redis")
+            hash("redis"),
+            hash("backup")
         );
         let (php, nginx) = (hash("php"), hash("nginx"));
         let tag = format!("e2e-{}", &format!("{php}{nginx}")[..12]);
@@ -85,7 +86,7 @@ pub struct PimStack {
     pub http_port: u16,
     pub domain: String,
     pub tag: String,
-    /// `vars` entries pinning traefik, mariadb and redis.
+    /// `vars` entries pinning traefik, mariadb, redis and backup.
     infra: String,
     /// When the stack was made: `mark` logs each step's time since then, so a slow CI run
     /// shows which wait grew (visible with `--nocapture` or in a failing test's output).

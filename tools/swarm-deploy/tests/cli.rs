@@ -218,6 +218,7 @@ fn the_example_inventory_renders_every_env_and_guards_classes_outside_dev() {
                 .args(["render", "--env", env, "--tag", "3f2a9c1"])
                 .env("PIM_DB_PASSWORD", "db-secret-value")
                 .env("PIM_REDIS_PASSWORD", "redis-secret-value")
+                .env("RESTIC_PASSWORD", "restic-secret-value")
                 .run();
         out.assert_success();
         let lines: Vec<&str> = out
@@ -242,5 +243,19 @@ fn the_example_inventory_renders_every_env_and_guards_classes_outside_dev() {
             "{env}: {out}"
         );
         assert!(!out.stdout.contains("cf_dns_token:"), "{env}: {out}");
+        // The backup service: repository and retention from the env's vars, no S3 keys in
+        // the environment (optional secrets left out), off in dev.
+        assert!(out.stdout.contains("restic_password:"), "{env}: {out}");
+        assert!(!out.stdout.contains("s3_key_id:"), "{env}: {out}");
+        if env == "dev" {
+            assert!(out.stdout.contains("replicas: 0"), "{env}: {out}");
+        } else {
+            assert!(
+                out.stdout.contains(&format!(
+                    "BACKUP_REPOSITORY: s3:https://storage.googleapis.com/pim-backups/{env}"
+                )),
+                "{env}: {out}"
+            );
+        }
     }
 }
