@@ -5,7 +5,7 @@
 //! use pimops_test_support::command::{TempDir, TestCommand};
 //! let dir = TempDir::new();
 //! dir.write("infra.toml", "project = \"pim\"\n");
-//! let out = TestCommand::new(env!("CARGO_BIN_EXE_healthcheck"))
+//! let out = TestCommand::new(pimops_test_support::workspace_bin("healthcheck"))
 //!     .args(["--config", "infra.toml", "--json"])
 //!     .current_dir(dir.path())
 //!     .env("CLOUDFLARE_API_TOKEN", "t")

@@ -2,7 +2,7 @@
 //! a temp dir, with one bucket already created and a v4 access key pair. Killed on drop.
 //!
 //! ```no_run
-//! let s3 = pimops_test_support::s3::S3Server::start();
+//! let mut s3 = pimops_test_support::s3::S3Server::start();
 //! let repo = s3.repository("prod"); // s3:http://127.0.0.1:PORT/pimops/prod
 //! // give the child AWS_ACCESS_KEY_ID = s3.access_key(), AWS_SECRET_ACCESS_KEY = s3.secret_key()
 //! s3.stop(); // the "S3 went away mid-backup" fault
