@@ -321,4 +321,41 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
     let prod_sums = sums(&prod);
     assert_eq!(prod_sums.len(), 3, "{prod_sums:?}");
     assert_eq!(sums(&copy), prod_sums, "the assets match, file by file");
+
+    // The copy's own backup service was restarted onto the restored datadir: a set it takes
+    // now holds the restored data and passes verify (mariabackup reading the datadir that
+    // was moved aside would give files that disagree with the server's row counts).
+    let restarted = restore.records_of("step");
+    assert!(
+        restarted
+            .iter()
+            .any(|r| r.to_string().contains(&copy.service("backup"))),
+        "the restore restarted no backup service: {restore}"
+    );
+    copy.exec(
+        "backup",
+        &["backup-run", "--env", "prod", "-q", "run", "all"],
+    );
+    use_backup_service_repository(&copy, &copy);
+    let verified = copy
+        .tool("restore-verify")
+        .args(["--env", "prod", "verify", "--json"])
+        .run();
+    verified.assert_success();
+    let checks = verified.records_of("check");
+    let check = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["message"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        check("row-counts").contains("exact row counts"),
+        "{verified}"
+    );
+    assert!(
+        check("volume:assets").contains("3 files"),
+        "the backup service sees the restored assets: {verified}"
+    );
 }

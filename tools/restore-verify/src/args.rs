@@ -86,7 +86,10 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub set: SetArgs,
 
-    /// The env to restore into (its database must be stopped)
+    /// The env to restore into. A database at a socket or host:port must be stopped; a
+    /// `service =` database is scaled to 0 for the swap of its datadir volume and back. Other
+    /// Swarm services of this node that mount a restored volume (e.g. the stack's backup
+    /// service on the datadir, php and nginx on assets) are restarted onto it
     #[arg(long, value_name = "TARGET")]
     pub to: String,
 

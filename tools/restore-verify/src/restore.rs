@@ -110,7 +110,7 @@ pub fn run(
     let start = Instant::now();
     let mut bytes = 0u64;
     if let Some(dir) = &datadir {
-        bytes += restore_db(
+        let (db_bytes, restarted) = restore_db(
             &restic,
             &backup.host,
             &manifest,
@@ -120,6 +120,17 @@ pub fn run(
             sanitize.as_deref(),
             interrupt,
         )?;
+        bytes += db_bytes;
+        if !restarted.is_empty() {
+            emit(
+                &mut out,
+                "done",
+                &Step {
+                    action: "restart",
+                    detail: format!("{} restarted on the restored datadir", restarted.join(", ")),
+                },
+            )?;
+        }
         emit(
             &mut out,
             "done",
@@ -144,7 +155,7 @@ pub fn run(
         let before = swap_into_place(&root, path, &manifest)?;
         drop(staging);
         let restarted = if target.docker == pimops::exec::Target::Local {
-            swarm::restart_users_of(path, SERVICE_RESTART_TIMEOUT)?
+            swarm::restart_users_of(path, &[], SERVICE_RESTART_TIMEOUT)?
         } else {
             Vec::new()
         };
@@ -352,7 +363,7 @@ fn restore_db(
     at: Option<chrono::DateTime<chrono::Utc>>,
     sanitize: Option<&Path>,
     interrupt: &Interrupt,
-) -> Result<u64> {
+) -> Result<(u64, Vec<String>)> {
     let datadir = target.datadir();
     let (snap, path, method) = dbrestore::db_snapshot(manifest)?;
     let db = manifest
@@ -424,9 +435,15 @@ fn restore_db(
             let up = swarm::scale(svc, svc.replicas, SCALE_TIMEOUT);
             swapped?;
             up?;
+            // Other services mounting the datadir volume (the stack's backup service, which
+            // mariabackup reads it through) still see the old directory: restart them too,
+            // or the next physical backup would copy the datadir that was moved aside.
+            let others =
+                swarm::restart_users_of(datadir, &[svc.name.as_str()], SERVICE_RESTART_TIMEOUT)?;
+            return Ok((bytes, others));
         }
     }
-    Ok(bytes)
+    Ok((bytes, Vec::new()))
 }
 
 /// `<path>.<what>-<set>`, next to `path`.

@@ -125,8 +125,13 @@ fn volume_at(path: &std::path::Path) -> Result<Option<String>> {
 /// After a volume's directory was swapped for the restored one, the running containers that
 /// mount it still see the old directory (a bind of the old inode): restart, as a rolling
 /// update (`docker service update --force`), every Swarm service of this node that mounts
-/// the volume at `path`, and wait for each. The services restarted, by name.
-pub fn restart_users_of(path: &std::path::Path, timeout: Duration) -> Result<Vec<String>> {
+/// the volume at `path`, but those named in `except` (already started on the new one), and
+/// wait for each. The services restarted, by name.
+pub fn restart_users_of(
+    path: &std::path::Path,
+    except: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>> {
     let Some(volume) = volume_at(path)? else {
         return Ok(Vec::new());
     };
@@ -147,6 +152,9 @@ pub fn restart_users_of(path: &std::path::Path, timeout: Duration) -> Result<Vec
             continue;
         }
         let name = s["Name"].as_str().unwrap_or(id).to_string();
+        if except.contains(&name.as_str()) {
+            continue;
+        }
         log::info!("restarting {name}: it mounts the restored volume {volume}");
         let t = format!("{}s", timeout.as_secs());
         let out = LocalExec.run(
