@@ -114,8 +114,24 @@ pub fn scale(service: &Service, replicas: u64, timeout: Duration) -> Result<()> 
 fn volume_at(path: &std::path::Path) -> Result<Option<String>> {
     let names = docker(&["volume", "ls", "-q"])?;
     for name in names.split_whitespace() {
-        let mountpoint = docker(&["volume", "inspect", "--format", "{{.Mountpoint}}", name])?;
-        if std::path::Path::new(mountpoint.trim()) == path {
+        let out = LocalExec.run(&Command::new("docker").args([
+            "volume",
+            "inspect",
+            "--format",
+            "{{.Mountpoint}}",
+            name,
+        ]))?;
+        // Removed since the listing: another stack's volume going away.
+        if !out.success() && out.stderr_str().contains("no such volume") {
+            continue;
+        }
+        if !out.success() {
+            return Err(Error::failed(format!(
+                "docker volume inspect {name}: {}",
+                out.stderr_str().trim()
+            )));
+        }
+        if std::path::Path::new(out.stdout_str().trim()) == path {
             return Ok(Some(name.to_string()));
         }
     }
@@ -138,7 +154,19 @@ pub fn restart_users_of(
     let ids = docker(&["service", "ls", "-q"])?;
     let mut restarted = Vec::new();
     for id in ids.split_whitespace() {
-        let spec: Value = serde_json::from_str(docker(&["service", "inspect", id])?.trim())
+        // A service removed since the listing (another stack's, on a shared host) is not
+        // one to restart.
+        let out = LocalExec.run(&Command::new("docker").args(["service", "inspect", id]))?;
+        if !out.success() {
+            if out.stderr_str().contains("no such service") {
+                continue;
+            }
+            return Err(Error::failed(format!(
+                "docker service inspect {id}: {}",
+                out.stderr_str().trim()
+            )));
+        }
+        let spec: Value = serde_json::from_str(out.stdout_str().trim())
             .map_err(|e| Error::failed(format!("docker service inspect {id}: {e}")))?;
         let s = &spec[0]["Spec"];
         let mounts = s["TaskTemplate"]["ContainerSpec"]["Mounts"]
