@@ -1,14 +1,17 @@
 //! The PIM stack end to end on a real Swarm with a real Traefik: requests through
 //! traefik → nginx → php-fpm with data from MariaDB and Redis, the origin allow-list, the
-//! class-definition rule per env, a rolling php update under load, and a backup of the
-//! running stack restored into a second stack.
+//! class-definition rule per env, a rolling php update under load, a backup of the
+//! running stack restored into a second stack, and `make demo` twice.
 
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pimops_e2e::{release_as, PimStack};
-use pimops_test_support::wait_until;
+use pimops_e2e::{images, release_as, repo, PimStack};
+use pimops_test_support::command::TempDir;
+use pimops_test_support::swarm::unique_name;
+use pimops_test_support::{free_port, wait_until, workspace_bin};
 
 fn deployed(env: &str, vars: &str) -> PimStack {
     let s = PimStack::new(env, vars);
@@ -358,4 +361,160 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
         check("volume:assets").contains("3 files"),
         "the backup service sees the restored assets: {verified}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// `make demo`'s script end to end, twice: the local env (images, the stack deployed by
+// swarm-deploy), sample data, a backup, its verification and healthcheck, then the summary;
+// the second run is idempotent (nothing redeployed) and takes another set. Then `make
+// local-down` with PURGE=1 leaves no stack and no volume. Under its own stack name, state
+// directory and ports, so a developer's own `make local` is not touched. (In this file, not
+// its own: its waits overlap with the other stack tests' instead of adding to CI's time.)
+
+struct Demo {
+    state: TempDir,
+    stack: String,
+    http_port: u16,
+    https_port: u16,
+}
+
+impl Demo {
+    fn script(&self, name: &str) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(repo().join("scripts").join(name))
+            .env("PIMOPS_LOCAL_DIR", self.state.path())
+            .env("STACK", &self.stack)
+            .env("HTTP_PORT", self.http_port.to_string())
+            .env("HTTPS_PORT", self.https_port.to_string())
+            .env(
+                "PIMOPS_BIN_DIR",
+                workspace_bin("swarm-deploy").parent().unwrap(),
+            )
+            // The caller's settings must not leak in: the demo makes its own.
+            .env_remove("PIMOPS_CONFIG")
+            .env_remove("RESTIC_PASSWORD")
+            .env_remove("RESTIC_PASSWORD_FILE");
+        c
+    }
+
+    fn run(&self, name: &str) -> (Output, String, String) {
+        let out = self.script(name).output().expect("running the script");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, stdout, stderr)
+    }
+
+    fn volumes(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args([
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.stack.namespace={}", self.stack),
+            ])
+            .output()
+            .expect("docker volume ls");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // After a failure too: the stack and its volumes go.
+        let _ = self.script("local-down").env("PURGE", "1").output();
+    }
+}
+
+#[test]
+fn the_demo_runs_end_to_end_twice_and_local_down_purges_it() {
+    // The images first (built or found by their hash tags), as `make demo` would build them.
+    images();
+    let demo = Demo {
+        state: TempDir::new(),
+        stack: unique_name("demo").replace('-', "_"),
+        http_port: free_port(),
+        https_port: free_port(),
+    };
+
+    let t = Instant::now();
+    let (out, stdout, stderr) = demo.run("demo");
+    let first = t.elapsed();
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let url = format!("https://pim.localhost:{}/", demo.https_port);
+    for line in [
+        "pimops demo".to_string(),
+        format!("URL            {url}"),
+        "healthcheck    OK".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&line),
+            "no {line:?} in the summary:\n{stdout}"
+        );
+    }
+    let rto = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("verify (RTO)"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse::<f64>().ok());
+    assert!(rto.is_some_and(|s| s > 0.0), "no RTO figure:\n{stdout}");
+
+    let t = Instant::now();
+    let (out, stdout2, stderr2) = demo.run("demo");
+    let second = t.elapsed();
+    assert!(
+        out.status.success(),
+        "the second demo failed ({}):\n{stdout2}\n{stderr2}",
+        out.status
+    );
+    assert!(
+        stderr2.contains("unchanged"),
+        "the second run redeployed:\n{stderr2}"
+    );
+    assert!(stdout2.contains("healthcheck    OK"), "{stdout2}");
+    eprintln!("demo: first run {first:?}, second {second:?} (images already built)");
+
+    // Two runs, two sets in the demo's repository.
+    let sets = Command::new(workspace_bin("backup-run"))
+        .args(["--env", "local", "snapshots"])
+        .env("PIMOPS_CONFIG", demo.state.join("infra.toml"))
+        .env("RESTIC_PASSWORD_FILE", demo.state.join("restic-password"))
+        .output()
+        .expect("backup-run snapshots");
+    let listing = String::from_utf8_lossy(&sets.stdout);
+    assert!(sets.status.success(), "{listing}");
+    assert_eq!(
+        listing
+            .lines()
+            .filter(|l| l.contains("\"type\":\"set\""))
+            .count(),
+        2,
+        "{listing}"
+    );
+
+    assert!(!demo.volumes().is_empty(), "the stack has volumes");
+    let (out, _, stderr) = demo.run_with_purge();
+    assert!(out.status.success(), "local-down failed: {stderr}");
+    assert!(stderr.contains("removed stack"), "{stderr}");
+    assert_eq!(demo.volumes(), Vec::<String>::new(), "PURGE=1 left volumes");
+}
+
+impl Demo {
+    fn run_with_purge(&self) -> (Output, String, String) {
+        let out = self
+            .script("local-down")
+            .env("PURGE", "1")
+            .output()
+            .expect("running local-down");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, stdout, stderr)
+    }
 }
