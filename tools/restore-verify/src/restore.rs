@@ -109,8 +109,12 @@ pub fn run(
     }
     let start = Instant::now();
     let mut bytes = 0u64;
+    // Volumes swapped in under running containers, whose users are restarted once at the
+    // end; and the services already started on them (the database service, scaled back).
+    let mut swapped: Vec<PathBuf> = Vec::new();
+    let mut started: Vec<String> = Vec::new();
     if let Some(dir) = &datadir {
-        let (db_bytes, restarted) = restore_db(
+        bytes += restore_db(
             &restic,
             &backup.host,
             &manifest,
@@ -120,16 +124,12 @@ pub fn run(
             sanitize.as_deref(),
             interrupt,
         )?;
-        bytes += db_bytes;
-        if !restarted.is_empty() {
-            emit(
-                &mut out,
-                "done",
-                &Step {
-                    action: "restart",
-                    detail: format!("{} restarted on the restored datadir", restarted.join(", ")),
-                },
-            )?;
+        // Other services mounting the datadir volume (the stack's backup service, which
+        // mariabackup reads it through) still see the old directory: restarted below, or
+        // the next physical backup would copy the datadir that was moved aside.
+        if let DbTarget::Service(svc) = dir {
+            swapped.push(svc.datadir.clone());
+            started.push(svc.name.clone());
         }
         emit(
             &mut out,
@@ -154,23 +154,8 @@ pub fn run(
         bytes += vol.bytes;
         let before = swap_into_place(&root, path, &manifest)?;
         drop(staging);
-        let restarted = if target.docker == pimops::exec::Target::Local {
-            swarm::restart_users_of(path, &[], SERVICE_RESTART_TIMEOUT)?
-        } else {
-            Vec::new()
-        };
-        if !restarted.is_empty() {
-            emit(
-                &mut out,
-                "done",
-                &Step {
-                    action: "restart",
-                    detail: format!(
-                        "{} restarted on the restored volume {name}",
-                        restarted.join(", ")
-                    ),
-                },
-            )?;
+        if target.docker == pimops::exec::Target::Local {
+            swapped.push(path.clone());
         }
         emit(
             &mut out,
@@ -186,6 +171,20 @@ pub fn run(
                 ),
             },
         )?;
+    }
+    if !swapped.is_empty() {
+        let except: Vec<&str> = started.iter().map(String::as_str).collect();
+        let restarted = swarm::restart_users_of(&swapped, &except, SERVICE_RESTART_TIMEOUT)?;
+        if !restarted.is_empty() {
+            emit(
+                &mut out,
+                "done",
+                &Step {
+                    action: "restart",
+                    detail: format!("{} restarted on the restored volumes", restarted.join(", ")),
+                },
+            )?;
+        }
     }
     let summary = Record::new("summary")
         .with("env", target.name.as_str())
@@ -363,7 +362,7 @@ fn restore_db(
     at: Option<chrono::DateTime<chrono::Utc>>,
     sanitize: Option<&Path>,
     interrupt: &Interrupt,
-) -> Result<(u64, Vec<String>)> {
+) -> Result<u64> {
     let datadir = target.datadir();
     let (snap, path, method) = dbrestore::db_snapshot(manifest)?;
     let db = manifest
@@ -435,15 +434,9 @@ fn restore_db(
             let up = swarm::scale(svc, svc.replicas, SCALE_TIMEOUT);
             swapped?;
             up?;
-            // Other services mounting the datadir volume (the stack's backup service, which
-            // mariabackup reads it through) still see the old directory: restart them too,
-            // or the next physical backup would copy the datadir that was moved aside.
-            let others =
-                swarm::restart_users_of(datadir, &[svc.name.as_str()], SERVICE_RESTART_TIMEOUT)?;
-            return Ok((bytes, others));
         }
     }
-    Ok((bytes, Vec::new()))
+    Ok(bytes)
 }
 
 /// `<path>.<what>-<set>`, next to `path`.

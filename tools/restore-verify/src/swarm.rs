@@ -1,7 +1,7 @@
 //! A Swarm service as a restore target: its datadir is a named volume on this node,
 //! restored while the service is scaled to 0 and scaled back afterwards.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pimops::exec::{Command, Exec, LocalExec};
@@ -110,75 +110,77 @@ pub fn scale(service: &Service, replicas: u64, timeout: Duration) -> Result<()> 
     }
 }
 
-/// The named Docker volume whose mountpoint `path` is (`docker volume inspect`), if any.
-fn volume_at(path: &std::path::Path) -> Result<Option<String>> {
-    let names = docker(&["volume", "ls", "-q"])?;
-    for name in names.split_whitespace() {
-        let out = LocalExec.run(&Command::new("docker").args([
-            "volume",
-            "inspect",
-            "--format",
-            "{{.Mountpoint}}",
-            name,
-        ]))?;
-        // Removed since the listing: another stack's volume going away.
-        if !out.success() && out.stderr_str().contains("no such volume") {
-            continue;
-        }
-        if !out.success() {
-            return Err(Error::failed(format!(
-                "docker volume inspect {name}: {}",
-                out.stderr_str().trim()
-            )));
-        }
-        if std::path::Path::new(out.stdout_str().trim()) == path {
-            return Ok(Some(name.to_string()));
-        }
+/// `docker ARGS` about one object listed a moment ago: `None` when it is gone since
+/// (stderr names it "no such …": another stack going away on a shared host), not an error.
+fn docker_unless_gone(args: &[&str]) -> Result<Option<String>> {
+    let out = LocalExec.run(&Command::new("docker").args(args.iter().copied()))?;
+    if out.success() {
+        return Ok(Some(out.stdout_str()));
     }
-    Ok(None)
+    if out.stderr_str().contains("no such ") {
+        return Ok(None);
+    }
+    Err(Error::failed(format!(
+        "docker {}: {}",
+        args.join(" "),
+        out.stderr_str().trim()
+    )))
 }
 
-/// After a volume's directory was swapped for the restored one, the running containers that
-/// mount it still see the old directory (a bind of the old inode): restart, as a rolling
-/// update (`docker service update --force`), every Swarm service of this node that mounts
-/// the volume at `path`, but those named in `except` (already started on the new one), and
-/// wait for each. The services restarted, by name.
+/// The named Docker volumes whose mountpoints are among `paths` (`docker volume inspect`).
+fn volumes_at(paths: &[PathBuf]) -> Result<Vec<String>> {
+    let names = docker(&["volume", "ls", "-q"])?;
+    let mut found = Vec::new();
+    for name in names.split_whitespace() {
+        let Some(mountpoint) =
+            docker_unless_gone(&["volume", "inspect", "--format", "{{.Mountpoint}}", name])?
+        else {
+            continue;
+        };
+        if paths
+            .iter()
+            .any(|p| p.as_path() == Path::new(mountpoint.trim()))
+        {
+            found.push(name.to_string());
+        }
+    }
+    Ok(found)
+}
+
+/// After volumes' directories were swapped for the restored ones, the running containers
+/// that mount them still see the old directories (a bind of the old inode): restart, as a
+/// rolling update (`docker service update --force`), every Swarm service of this node that
+/// mounts one of the volumes at `paths`, once, but those named in `except` (already started
+/// on the new ones), and wait for each. The services restarted, by name.
 pub fn restart_users_of(
-    path: &std::path::Path,
+    paths: &[PathBuf],
     except: &[&str],
     timeout: Duration,
 ) -> Result<Vec<String>> {
-    let Some(volume) = volume_at(path)? else {
+    let volumes = volumes_at(paths)?;
+    if volumes.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let ids = docker(&["service", "ls", "-q"])?;
     let mut restarted = Vec::new();
     for id in ids.split_whitespace() {
-        // A service removed since the listing (another stack's, on a shared host) is not
-        // one to restart.
-        let out = LocalExec.run(&Command::new("docker").args(["service", "inspect", id]))?;
-        if !out.success() {
-            if out.stderr_str().contains("no such service") {
-                continue;
-            }
-            return Err(Error::failed(format!(
-                "docker service inspect {id}: {}",
-                out.stderr_str().trim()
-            )));
-        }
-        let spec: Value = serde_json::from_str(out.stdout_str().trim())
+        let Some(out) = docker_unless_gone(&["service", "inspect", id])? else {
+            continue;
+        };
+        let spec: Value = serde_json::from_str(out.trim())
             .map_err(|e| Error::failed(format!("docker service inspect {id}: {e}")))?;
         let s = &spec[0]["Spec"];
         let mounts = s["TaskTemplate"]["ContainerSpec"]["Mounts"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if !mounts
+        let Some(volume) = mounts
             .iter()
-            .any(|m| m["Source"].as_str() == Some(volume.as_str()))
-        {
+            .filter_map(|m| m["Source"].as_str())
+            .find(|src| volumes.iter().any(|v| v == src))
+        else {
             continue;
-        }
+        };
         let name = s["Name"].as_str().unwrap_or(id).to_string();
         if except.contains(&name.as_str()) {
             continue;
