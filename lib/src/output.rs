@@ -188,34 +188,22 @@ struct StderrLogger {
     color: bool,
 }
 
-/// The workspace's own crates; everything else is a dependency.
-const OWN_CRATES: [&str; 8] = [
-    "pimops",
-    "backup_run",
-    "restore_verify",
-    "swarm_deploy",
-    "cf_sync",
-    "ovh_order",
-    "hv_provision",
-    "healthcheck",
-];
-
-/// Whether a record of `level` from `target` is shown at `verbosity`. Dependencies (rustls,
-/// ureq, …) log at most their warnings: their debug and trace output is a TLS handshake
-/// dump or HTTP headers, which bury the tool's own `-vv` lines and could carry a token.
-fn shown(target: &str, level: log::Level, verbosity: u8) -> bool {
+/// Whether a record of `level` from `target` is shown at `verbosity` in `tool`. Only the
+/// tool's own crate (`swarm-deploy` → `swarm_deploy`) and this library log at every level;
+/// dependencies (rustls, ureq, …) log at most their warnings: their debug and trace output
+/// is a TLS handshake dump or HTTP headers, which bury the tool's own `-vv` lines and
+/// could carry a token.
+fn shown(tool: &str, target: &str, level: log::Level, verbosity: u8) -> bool {
     let crate_name = target.split("::").next().unwrap_or(target);
-    let cap = if OWN_CRATES.contains(&crate_name) {
-        verbosity
-    } else {
-        verbosity.min(1)
-    };
+    let own = crate_name == env!("CARGO_CRATE_NAME") || crate_name == tool.replace('-', "_");
+    let cap = if own { verbosity } else { verbosity.min(1) };
     level_rank(level) <= cap
 }
 
 impl log::Log for StderrLogger {
     fn enabled(&self, meta: &log::Metadata) -> bool {
         shown(
+            self.tool,
             meta.target(),
             meta.level(),
             VERBOSITY.load(Ordering::Relaxed),
@@ -310,14 +298,24 @@ mod tests {
 
     #[test]
     fn dependencies_log_warnings_only_even_at_trace() {
-        assert!(shown("swarm_deploy::watch", log::Level::Trace, 4));
-        assert!(shown("pimops::http", log::Level::Debug, 3));
-        assert!(!shown("pimops::http", log::Level::Debug, 2));
-        assert!(!shown("rustls::client::hs", log::Level::Trace, 4));
-        assert!(!shown("ureq::unit", log::Level::Debug, 4));
-        assert!(!shown("ureq::unit", log::Level::Info, 4));
-        assert!(shown("ureq::unit", log::Level::Warn, 4));
-        assert!(!shown("ureq::unit", log::Level::Warn, 0));
+        assert!(shown(
+            "swarm-deploy",
+            "swarm_deploy::watch",
+            log::Level::Trace,
+            4
+        ));
+        assert!(shown("swarm-deploy", "pimops::http", log::Level::Debug, 3));
+        assert!(!shown("swarm-deploy", "pimops::http", log::Level::Debug, 2));
+        assert!(!shown(
+            "swarm-deploy",
+            "rustls::client::hs",
+            log::Level::Trace,
+            4
+        ));
+        assert!(!shown("swarm-deploy", "ureq::unit", log::Level::Debug, 4));
+        assert!(!shown("swarm-deploy", "ureq::unit", log::Level::Info, 4));
+        assert!(shown("swarm-deploy", "ureq::unit", log::Level::Warn, 4));
+        assert!(!shown("swarm-deploy", "ureq::unit", log::Level::Warn, 0));
     }
 
     #[test]
