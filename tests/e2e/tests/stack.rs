@@ -398,7 +398,11 @@ impl Demo {
     }
 
     fn run(&self, name: &str) -> (Output, String, String) {
-        let out = self.script(name).output().expect("running the script");
+        Demo::output(self.script(name))
+    }
+
+    fn output(mut c: Command) -> (Output, String, String) {
+        let out = c.output().expect("running the script");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         (out, stdout, stderr)
@@ -500,21 +504,10 @@ fn the_demo_runs_end_to_end_twice_and_local_down_purges_it() {
     );
 
     assert!(!demo.volumes().is_empty(), "the stack has volumes");
-    let (out, _, stderr) = demo.run_with_purge();
+    let mut down = demo.script("local-down");
+    down.env("PURGE", "1");
+    let (out, _, stderr) = Demo::output(down);
     assert!(out.status.success(), "local-down failed: {stderr}");
     assert!(stderr.contains("removed stack"), "{stderr}");
     assert_eq!(demo.volumes(), Vec::<String>::new(), "PURGE=1 left volumes");
-}
-
-impl Demo {
-    fn run_with_purge(&self) -> (Output, String, String) {
-        let out = self
-            .script("local-down")
-            .env("PURGE", "1")
-            .output()
-            .expect("running local-down");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out, stdout, stderr)
-    }
 }

@@ -35,14 +35,13 @@ pub fn ensure(name: &str) -> String {
     }
     require_program("docker");
     let script = build_script();
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script).arg(name).stdin(Stdio::null());
-    if name == "backup" {
-        // The binary of this build, not whichever of target/release or debug the recipe
-        // would find first.
-        cmd.env("PIMOPS_BACKUP_RUN_BIN", crate::workspace_bin("backup-run"));
-    }
-    let out = cmd
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(name)
+        .stdin(Stdio::null())
+        // The backup image carries the backup-run of this build, not whichever of
+        // target/release or debug its recipe would find first (other recipes ignore it).
+        .env("PIMOPS_BACKUP_RUN_BIN", crate::workspace_bin("backup-run"))
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
