@@ -36,6 +36,9 @@ pub enum Verb {
     Verify(VerifyArgs),
     /// Restore a set into an environment's (stopped) database datadir and volumes
     Restore(RestoreArgs),
+    /// What an env's live database and volumes hold (exact row counts, checksums, file
+    /// hashes) as JSON Lines equal when the data is: `diff` two to prove a restore
+    Fingerprint(FingerprintArgs),
 }
 
 /// What both verbs take.
@@ -46,7 +49,7 @@ pub struct SetArgs {
     pub set: String,
 
     /// Point in time to recover to (RFC 3339, e.g. 2026-12-04T14:20:00Z): binlogs are
-    /// replayed up to it
+    /// replayed up to it; `latest`: every shipped binlog to its end (disaster recovery)
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
 
@@ -105,4 +108,15 @@ pub struct RestoreArgs {
     /// anonymise customers)
     #[arg(long, value_name = "FILE")]
     pub sanitize: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FingerprintArgs {
+    /// Leave the database out
+    #[arg(long)]
+    pub no_database: bool,
+
+    /// Leave the volumes out
+    #[arg(long, conflicts_with = "no_database")]
+    pub no_volumes: bool,
 }

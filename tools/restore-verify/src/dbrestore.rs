@@ -250,12 +250,43 @@ pub enum Stop {
     Position(BinlogPosition),
     /// At a point in time, over every shipped binlog from the base file on.
     Time(DateTime<Utc>),
+    /// At the end of the last shipped binlog: everything the repository has (disaster
+    /// recovery, where the moment of the loss is after the last shipment).
+    End,
+}
+
+/// Where a recovery stops, as `--at` gives it: a time, or `latest` (see [`Stop::End`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointInTime {
+    Time(DateTime<Utc>),
+    Latest,
+}
+
+impl PointInTime {
+    pub fn stop(self) -> Stop {
+        match self {
+            PointInTime::Time(t) => Stop::Time(t),
+            PointInTime::Latest => Stop::End,
+        }
+    }
+}
+
+impl std::fmt::Display for PointInTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PointInTime::Time(t) => write!(f, "{}", t.to_rfc3339()),
+            PointInTime::Latest => f.write_str("latest"),
+        }
+    }
 }
 
 /// What a replay did.
 #[derive(Debug, Default)]
 pub struct Replayed {
     pub files: Vec<String>,
+    /// When the last replayed file was closed: the recovery point of a replay to a time
+    /// or to the end (`None` for a replay to a position).
+    pub ends_at: Option<DateTime<Utc>>,
     pub bytes: u64,
 }
 
@@ -279,7 +310,7 @@ pub fn replay(
     let first = repo::binlog_number(&base.file);
     let last = match stop {
         Stop::Position(p) => Some(repo::binlog_number(&p.file)),
-        Stop::Time(_) => None,
+        Stop::Time(_) | Stop::End => None,
     };
     let wanted: Vec<&(String, String)> = shipped
         .iter()
@@ -359,7 +390,13 @@ pub fn replay(
                     )))
                 }
             }
-            server.replay_binlogs(&files, base.position, Some(*t))?
+            server.replay_binlogs(&files, base.position, Some(*t))?;
+            out.ends_at = close_time(last).map(|closed| closed.min(*t));
+        }
+        Stop::End => {
+            let last = files.last().map(PathBuf::as_path).unwrap_or(dir);
+            out.ends_at = close_time(last);
+            server.replay_binlogs(&files, base.position, None)?
         }
     }
     Ok(out)

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod dbrestore;
+pub mod fingerprint;
 pub mod repo;
 pub mod report;
 pub mod restore;
@@ -42,6 +43,7 @@ pub fn man_page() -> ManPage {
             ("restore-verify verify --env prod --read-data-subset 100% -q --ping \"$PING_URL\"", "The weekly cron job: read all data, ping healthchecks.io."),
             ("restore-verify restore --env prod --to local --datadir /var/lib/mysql --sanitize anonymise.sql", "Print the plan of restoring prod's latest set into the local copy."),
             ("restore-verify restore --env prod --to local --datadir /var/lib/mysql --yes=local", "Do it (the local server must be stopped)."),
+            ("restore-verify fingerprint --env prod --json > before.jsonl", "Exact row counts, table checksums and file hashes of prod's live data; after a restore, `diff` it with a second one."),
         ],
         sections: vec![(
             "CHECKS",
@@ -68,6 +70,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Verb::Verify(a) => verify::run(common, cli.env.as_deref(), a, &interrupt),
         Verb::Restore(a) => restore::run(common, cli.env.as_deref(), a, &interrupt),
+        Verb::Fingerprint(a) => fingerprint::run(common, cli.env.as_deref(), a),
     }
 }
 
@@ -79,7 +82,7 @@ mod tests {
     fn man_pages_render_with_exit_status_environment_and_examples() {
         let dir = tempfile::tempdir().unwrap();
         let files = pimops::cli::write_man_pages(command(), &man_page(), dir.path()).unwrap();
-        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(files.len(), 4, "{files:?}");
         let page = std::fs::read_to_string(&files[0]).unwrap();
         for needle in [
             "EXIT STATUS",

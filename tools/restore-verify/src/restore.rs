@@ -19,7 +19,7 @@ use pimops::{Error, Result};
 use serde_json::Value;
 
 use crate::args::RestoreArgs;
-use crate::dbrestore::{self, Stop};
+use crate::dbrestore::{self, PointInTime, Stop};
 use crate::signals::Interrupt;
 use crate::verify::parse_at;
 use crate::{repo, swarm, volumes};
@@ -113,8 +113,9 @@ pub fn run(
     // end; and the services already started on them (the database service, scaled back).
     let mut swapped: Vec<PathBuf> = Vec::new();
     let mut started: Vec<String> = Vec::new();
+    let mut recovered_to = None;
     if let Some(dir) = &datadir {
-        bytes += restore_db(
+        let (b, to) = restore_db(
             &restic,
             &backup.host,
             &manifest,
@@ -124,6 +125,8 @@ pub fn run(
             sanitize.as_deref(),
             interrupt,
         )?;
+        bytes += b;
+        recovered_to = to;
         // Other services mounting the datadir volume (the stack's backup service, which
         // mariabackup reads it through) still see the old directory: restarted below, or
         // the next physical backup would copy the datadir that was moved aside.
@@ -195,7 +198,11 @@ pub fn run(
             "rto_seconds",
             (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         )
-        .with("bytes_restored", bytes);
+        .with("bytes_restored", bytes)
+        .with(
+            "recovered_to",
+            recovered_to.map_or(Value::Null, |t| Value::from(t.to_rfc3339())),
+        );
     out.emit(&summary, |_| {
         format!(
             "restored set {} into {} in {:.1}s",
@@ -279,7 +286,7 @@ fn plan(
     target: &Env,
     datadir: Option<&DbTarget>,
     vols: &[(String, PathBuf)],
-    at: Option<chrono::DateTime<chrono::Utc>>,
+    at: Option<PointInTime>,
     sanitize: Option<&Path>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -293,7 +300,8 @@ fn plan(
             ),
         };
         let to = match at {
-            Some(t) => format!(", binlogs replayed up to {}", t.to_rfc3339()),
+            Some(PointInTime::Time(t)) => format!(", binlogs replayed up to {}", t.to_rfc3339()),
+            Some(PointInTime::Latest) => ", every shipped binlog replayed to its end".into(),
             None => ", binlogs replayed up to the set's row-count position".into(),
         };
         steps.push(Step {
@@ -359,10 +367,10 @@ fn restore_db(
     manifest: &Manifest,
     target: &DbTarget,
     args: &RestoreArgs,
-    at: Option<chrono::DateTime<chrono::Utc>>,
+    at: Option<PointInTime>,
     sanitize: Option<&Path>,
     interrupt: &Interrupt,
-) -> Result<u64> {
+) -> Result<(u64, Option<chrono::DateTime<chrono::Utc>>)> {
     let datadir = target.datadir();
     let (snap, path, method) = dbrestore::db_snapshot(manifest)?;
     let db = manifest
@@ -396,14 +404,17 @@ fn restore_db(
     };
     interrupt.check()?;
     let stop = match at {
-        Some(t) => Some(Stop::Time(t)),
+        Some(t) => Some(t.stop()),
         None => db.counts_at.clone().map(Stop::Position),
     };
+    let mut recovered_to = None;
     match (&base, &stop) {
         (Some(base), Some(stop)) => {
-            bytes += dbrestore::replay(restic, host, &server, &staging.path().join("binlog"), base, stop)?.bytes;
+            let r = dbrestore::replay(restic, host, &server, &staging.path().join("binlog"), base, stop)?;
+            bytes += r.bytes;
+            recovered_to = r.ends_at;
         }
-        (None, Some(Stop::Time(_))) => {
+        (None, Some(Stop::Time(_) | Stop::End)) => {
             return Err(Error::failed(
                 "the base backup has no binlog position (binary logging was off): no point-in-time recovery",
             ))
@@ -436,7 +447,7 @@ fn restore_db(
             up?;
         }
     }
-    Ok(bytes)
+    Ok((bytes, recovered_to))
 }
 
 /// `<path>.<what>-<set>`, next to `path`.

@@ -16,7 +16,7 @@ use pimops::{Error, ErrorKind, Result};
 use serde_json::{json, Value};
 
 use crate::args::{SetArgs, VerifyArgs};
-use crate::dbrestore::{self, Stop};
+use crate::dbrestore::{self, PointInTime, Stop};
 use crate::report::{self, Report};
 use crate::signals::Interrupt;
 use crate::{repo, volumes};
@@ -86,7 +86,7 @@ fn verify(
     backup: &Backup,
     env: &str,
     args: &VerifyArgs,
-    at: Option<DateTime<Utc>>,
+    at: Option<PointInTime>,
     checksum: &[Table],
     interrupt: &Interrupt,
 ) -> Result<()> {
@@ -165,7 +165,7 @@ fn verify(
         .with("set", manifest.set_id.as_str())
         .with(
             "at",
-            at.map(|t| Value::from(t.to_rfc3339()))
+            at.map(|t| Value::from(t.to_string()))
                 .unwrap_or(Value::Null),
         )
         .with("result", if ok { "ok" } else { "failed" })
@@ -220,7 +220,7 @@ fn verify_db(
     db: &DatabaseInfo,
     work: &Path,
     set: &SetArgs,
-    at: Option<DateTime<Utc>>,
+    at: Option<PointInTime>,
     checksum: &[Table],
     interrupt: &Interrupt,
 ) -> Result<u64> {
@@ -244,7 +244,7 @@ fn verify_db(
     };
     interrupt.check()?;
     let stop = match at {
-        Some(t) => Some(Stop::Time(t)),
+        Some(t) => Some(t.stop()),
         None => db.counts_at.clone().map(Stop::Position),
     };
     let mut counts_exact = true;
@@ -256,6 +256,10 @@ fn verify_db(
                     let to = match stop {
                         Stop::Position(p) => format!("{}:{}", p.file, p.position),
                         Stop::Time(t) => t.to_rfc3339(),
+                        Stop::End => format!(
+                            "the end of the last shipped binlog ({})",
+                            r.ends_at.map_or("closed at an unknown time".into(), |t| t.to_rfc3339())
+                        ),
                     };
                     let what = if r.files.is_empty() {
                         format!("nothing to replay: {to} is the base backup's position")
@@ -277,7 +281,7 @@ fn verify_db(
                 }
             }
         }
-        (None, Some(Stop::Time(_))) => report.failed(
+        (None, Some(Stop::Time(_) | Stop::End)) => report.failed(
             "binlog-replay",
             "the base backup has no binlog position (binary logging was off): no point-in-time recovery",
         )?,
@@ -527,13 +531,17 @@ fn db_checks(
     Ok(())
 }
 
-pub fn parse_at(at: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+/// `--at`: RFC 3339, or `latest` (every shipped binlog to its end).
+pub fn parse_at(at: Option<&str>) -> Result<Option<PointInTime>> {
     at.map(|s| {
+        if s == "latest" {
+            return Ok(PointInTime::Latest);
+        }
         DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
+            .map(|t| PointInTime::Time(t.with_timezone(&Utc)))
             .map_err(|e| {
                 Error::usage(format!(
-                    "--at {s:?}: expected RFC 3339 like 2026-12-04T14:20:00Z ({e})"
+                    "--at {s:?}: expected RFC 3339 like 2026-12-04T14:20:00Z, or latest ({e})"
                 ))
             })
     })
