@@ -11,7 +11,8 @@ TOOLS   := backup-run cf-sync healthcheck hv-provision ovh-order restore-verify 
 # traefik and rclone come from wheels installed by scripts/install-deps into .deps/.
 export PATH := $(CURDIR)/.deps/bin:$(PATH)
 
-.PHONY: help build test test-only lint man man-check completions install bench fuzz deps demo local local-down
+.PHONY: help build test test-only lint man man-check completions install bench fuzz deps demo local local-down \
+        server firewall vms dns deploy backup verify check dr-rehearsal
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,9 +30,13 @@ test-only: ## the test suites alone (components must already run: make deps); ev
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace --all-targets --no-fail-fast
 
-lint: ## cargo fmt --check and clippy -D warnings
+# The shell glue: every script in scripts/ with a shebang (the cron files have none).
+SCRIPTS := $(shell grep -l '^\#!' scripts/* scripts/*/* 2>/dev/null)
+
+lint: ## cargo fmt --check, clippy -D warnings, shellcheck of scripts/
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	shellcheck -x $(SCRIPTS) scripts/lib/*.sh
 
 man: ## regenerate man/ from the clap definitions (commit the result)
 	$(CARGO) run --locked -q -p xtask -- man man
@@ -82,3 +87,43 @@ local-down: ## remove the local stack (PURGE=1: its volumes too)
 .PHONY: images
 images: ## the stack's images from Debian packages (stack/images/build; IMAGES="base mariadb"; backup takes the backup-run built here)
 	stack/images/build $(or $(IMAGES),base mariadb redis traefik php nginx backup)
+
+# --- The runbook (docs/runbook.md): each target is a script in scripts/ composing the tools.
+# The tools come from PATH (make install) or PIMOPS_BIN_DIR (e.g. target/release); the
+# inventory from PIMOPS_CONFIG, else ./infra.toml; secrets from the environment (NAME or
+# NAME_FILE). Costly or irreversible steps show their plan and run only with YES=1 (YES=<env>
+# for prod VMs and for the rehearsal).
+need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=$(2)))
+
+server: ## order the server and its IPs once (ovh-order plan → order → wait → ip; YES=1 orders)
+	scripts/server
+
+firewall: ## OVH edge firewall: Cloudflare's ranges + admin sources (cf-sync ips | ovh-order firewall; YES=1 applies)
+	scripts/firewall
+
+vms: ## Hyper-V VMs: hv-provision plan, shown, then apply with YES=1 (YES=prod for prod); ENV=dev: that VM only
+	scripts/vms
+
+dns: ## one env's Cloudflare DNS, WAF and settings (cf-sync plan, then apply with YES=1): make dns ENV=prod
+	$(call need,ENV,prod)
+	scripts/dns
+
+deploy: ## deploy a build to its branch's env (swarm-deploy resolve → diff → deploy): make deploy BRANCH=main TAG=…
+	$(call need,BRANCH,main)
+	$(call need,TAG,<image tag>)
+	scripts/deploy
+
+backup: ## one backup set of an env now (backup-run init, run all): make backup ENV=prod
+	$(call need,ENV,prod)
+	scripts/backup
+
+verify: ## prove an env's latest backup restorable (restore-verify verify): make verify ENV=prod
+	$(call need,ENV,prod)
+	scripts/verify
+
+check: ## an env's health checks once (healthcheck; Nagios exit codes): make check ENV=prod
+	$(call need,ENV,prod)
+	scripts/check
+
+dr-rehearsal: ## destroy a local env's stack and volumes, rebuild it from backups, prove the data: ENV=local YES=local
+	scripts/dr-rehearsal
