@@ -151,6 +151,13 @@ impl PimStack {
 
     /// (Re)write the inventory with `vars` added to the env's vars.
     pub fn write_config(&self, vars: &str) {
+        self.write_config_with(vars, "", "");
+    }
+
+    /// (Re)write the inventory with `vars` added to the env's vars, `env_keys` (TOML
+    /// `key = value` lines) added to the env's table, and `sections` (whole tables, such as
+    /// `[ovh]` or `[[env.prod.dns]]`) at the end.
+    pub fn write_config_with(&self, vars: &str, env_keys: &str, sections: &str) {
         let d = self.dir.path().display();
         let config = format!(
             r#"project = "pim"
@@ -161,6 +168,7 @@ password_file = "{d}/restic-password"
 host = "e2e"
 
 [env.{env}]
+{env_keys}
 domain = "{domain}"
 docker = "local"
 stack = "{repo}/stack/pim.yml"
@@ -181,6 +189,8 @@ resolve = "127.0.0.1"
 tls_verify = false
 expect_status = [200]
 envs = ["{env}"]
+
+{sections}
 "#,
             env = self.env,
             domain = self.domain,
@@ -190,6 +200,8 @@ envs = ["{env}"]
             stack = self.stack,
             vars = vars.trim().trim_end_matches(','),
             infra = self.infra,
+            env_keys = env_keys.trim(),
+            sections = sections.trim(),
         )
         .replace(", ,", ",")
         .replace(",  }", " }");
@@ -202,10 +214,17 @@ envs = ["{env}"]
 
     /// A tool of the workspace with this inventory and the env's secrets.
     pub fn tool(&self, name: &str) -> TestCommand {
-        TestCommand::new(workspace_bin(name))
-            .arg("--config")
-            .arg(self.config())
-            .env("PIM_DB_PASSWORD_FILE", self.dir.join("db-password"))
+        self.with_env(
+            TestCommand::new(workspace_bin(name))
+                .arg("--config")
+                .arg(self.config()),
+        )
+    }
+
+    /// `cmd` with the env's secrets and the tools' lock, state and cache directories in
+    /// this stack's temp dir.
+    pub fn with_env(&self, cmd: TestCommand) -> TestCommand {
+        cmd.env("PIM_DB_PASSWORD_FILE", self.dir.join("db-password"))
             .env("RESTIC_PASSWORD_FILE", self.dir.join("restic-password"))
             .env("PIMOPS_LOCK_DIR", self.dir.join("locks"))
             .env("PIMOPS_STATE_DIR", self.dir.join("state"))
