@@ -79,8 +79,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "SUBSET", default_value = "5%")]
     pub read_data_subset: String,
 
-    /// healthchecks.io-style ping: URL/start, URL on success, URL/fail with the failures
-    #[arg(long, value_name = "URL")]
+    /// healthchecks.io-style ping: URL/start, URL on success, URL/fail with the failures.
+    /// The URL holds a token: give it in the environment to keep it out of argv
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RESTORE_VERIFY_PING_URL",
+        hide_env_values = true
+    )]
     pub ping: Option<String>,
 }
 

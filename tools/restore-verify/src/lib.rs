@@ -32,6 +32,7 @@ pub fn man_page() -> ManPage {
         ("RESTIC_PASSWORD, RESTIC_PASSWORD_FILE", "The repository password (or the secret the inventory's password_secret names), unless password_file is configured."),
         ("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY", "S3 credentials of the repository (each also as NAME_FILE)."),
         ("PIMOPS_LOCK_DIR", "The lock directory when --lock-dir is not given (default /run/lock/pimops)."),
+        ("RESTORE_VERIFY_PING_URL", "The ping URL of verify when --ping is not given."),
         ("TMPDIR", "Where the work directories and the scratch server's socket go when --work-dir is not given."),
     ]);
     ManPage {
@@ -40,7 +41,7 @@ pub fn man_page() -> ManPage {
         examples: vec![
             ("restore-verify verify --env prod", "Restore the latest complete set of prod into scratch space and check it; RTO in the summary."),
             ("restore-verify verify --env prod --at 2026-12-04T14:20:00Z", "Point-in-time recovery: replay binlogs up to that moment, then check tables."),
-            ("restore-verify verify --env prod --read-data-subset 100% -q --ping \"$PING_URL\"", "The weekly cron job: read all data, ping healthchecks.io."),
+            ("RESTORE_VERIFY_PING_URL=https://hc-ping.com/UUID restore-verify verify --env prod --read-data-subset 100% -q", "The weekly cron job: read all data, ping healthchecks.io (the URL from the environment, out of argv)."),
             ("restore-verify restore --env prod --to local --datadir /var/lib/mysql --sanitize anonymise.sql", "Print the plan of restoring prod's latest set into the local copy."),
             ("restore-verify restore --env prod --to local --datadir /var/lib/mysql --yes=local", "Do it (the local server must be stopped)."),
             ("restore-verify fingerprint --env prod --json > before.jsonl", "Exact row counts, table checksums and file hashes of prod's live data; after a restore, `diff` it with a second one."),

@@ -145,14 +145,13 @@ fn a_file_missing_from_the_restored_volume_fails_naming_it() {
     for path in ["/hc/start", "/hc/fail"] {
         hc.route("POST", path, pimops_test_support::http_stub::Reply::ok());
     }
-    let out = e.verify(&[
-        "--set",
-        &set,
-        "--read-data-subset",
-        "0",
-        "--ping",
-        &hc.url_for("/hc"),
-    ]);
+    // The ping URL from the environment, as cron gives it (its token stays out of argv).
+    let out = e
+        .restore_verify()
+        .args(["verify", "--json", "--env", "prod", "--set", &set])
+        .args(["--read-data-subset", "0"])
+        .env("RESTORE_VERIFY_PING_URL", hc.url_for("/hc"))
+        .run();
     out.assert_code(1);
     assert_eq!(hc.count("POST", "/hc/start"), 1);
     let fail = hc.requests_to("POST", "/hc/fail");
