@@ -331,7 +331,7 @@ impl ScratchServer {
         if !status.success() {
             return Err(Error::failed(format!(
                 "loading SQL into the scratch server failed ({status}): {}",
-                tail(&stderr, 15)
+                tail(&without_statements(&stderr), 15)
             )));
         }
         if let Some(Err(e)) = copied {
@@ -675,6 +675,28 @@ fn join(h: Option<thread::JoinHandle<String>>) -> String {
     h.and_then(|h| h.join().ok()).unwrap_or_default()
 }
 
+/// The client's stderr without the statements it echoes around an error (between lines of
+/// dashes): a statement may hold a password (a sanitisation file setting the local one) or
+/// customer data (a logical dump), and the error goes to logs. The `ERROR … at line N`
+/// line says where the statement is.
+fn without_statements(stderr: &str) -> String {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in stderr.lines() {
+        if line.len() >= 10 && line.chars().all(|c| c == '-') {
+            if !inside {
+                out.push("(statement not shown)");
+            }
+            inside = !inside;
+            continue;
+        }
+        if !inside {
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -687,5 +709,23 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
         ))
     } else {
         Error::io(format!("starting {program}"), e)
+    }
+}
+
+#[cfg(test)]
+mod stderr_tests {
+    use super::without_statements;
+
+    #[test]
+    fn echoed_statements_are_left_out_of_errors() {
+        let stderr = "--------------\nALTER USER 'root'@'localhost' IDENTIFIED BY 'secret-pw'\n--------------\n\nERROR 1290 (HY000) at line 2: The MariaDB server is running with the --skip-grant-tables option\n";
+        let shown = without_statements(stderr);
+        assert!(!shown.contains("secret-pw"), "{shown}");
+        assert!(shown.contains("ERROR 1290 (HY000) at line 2"), "{shown}");
+        assert!(shown.contains("(statement not shown)"), "{shown}");
+        assert_eq!(
+            without_statements("ERROR 1064 at line 1: syntax"),
+            "ERROR 1064 at line 1: syntax"
+        );
     }
 }
