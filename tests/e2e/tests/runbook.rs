@@ -3,16 +3,17 @@
 //! behind a real sshd) → `make deploy` (the real local Swarm) → `make dns` (Cloudflare
 //! emulator) → `make backup` → `make verify` → `make check` (all real), then
 //! `make dr-rehearsal`: the stack and its volumes destroyed, rebuilt from the backup, the
-//! data proven back (row counts, asset checksums), RPO and RTO printed.
+//! data proven back (row counts, asset checksums), RPO and RTO printed; and `make local`, a
+//! copy of prod on this machine with prod's latest set restored into it.
 
 use std::time::Duration;
 
-use pimops_e2e::{repo, PimStack};
+use pimops_e2e::{images, repo, PimStack};
 use pimops_test_support::cloudflare_emulator::CloudflareEmulator;
-use pimops_test_support::command::{Outcome, TestCommand};
+use pimops_test_support::command::{Outcome, TempDir, TestCommand};
 use pimops_test_support::hyperv_simulator::{FixedCode, HyperVSimulator, Model};
 use pimops_test_support::ovh_emulator::{OvhEmulator, APP_KEY, APP_SECRET, CONSUMER_KEY};
-use pimops_test_support::{require_program, wait_until, workspace_bin};
+use pimops_test_support::{free_port, require_program, wait_until, workspace_bin};
 use serde_json::Value;
 
 const TOKEN: &str = "cf-runbook-token-8sQ2";
@@ -185,6 +186,126 @@ action = "block"
             .collect();
         v.sort();
         v
+    }
+}
+
+/// A second stack, `make local`'s, removed with its volumes on drop (also when the test
+/// fails half-way).
+struct LocalCopy {
+    state: TempDir,
+    stack: String,
+    https_port: u16,
+    http_port: u16,
+}
+
+impl LocalCopy {
+    fn new(prod: &PimStack) -> LocalCopy {
+        LocalCopy {
+            state: TempDir::new(),
+            stack: format!("{}_local", prod.stack),
+            https_port: free_port(),
+            http_port: free_port(),
+        }
+    }
+
+    /// prod's inventory with an env `local` on this machine's Swarm, as an operator writes
+    /// it for `make local` (its secrets and certificate are local-up's, in the state dir).
+    fn inventory(&self, prod: &PimStack) -> std::path::PathBuf {
+        let (_, infra) = images();
+        let st = self.state.path().display();
+        let text = format!(
+            r#"{prod}
+
+[env.local]
+domain = "pim.localhost"
+docker = "local"
+stack = "{repo}/stack/pim.yml"
+vars = {{ {infra}, DOMAIN = "pim.localhost", ALLOW_MIDDLEWARE = "local-only@file", HTTP_PORT = "{http}", HTTPS_PORT = "{https}", TLS_CERT_FILE = "{st}/tls.crt", TLS_KEY_FILE = "{st}/tls.key", PHP_REPLICAS = "1", NGINX_REPLICAS = "1", DB_BUFFER_POOL = "64M", PHP_MEMORY = "256M", BACKUP_REPLICAS = "0" }}
+database = {{ service = "{stack}_mariadb", user = "root", password_secret = "PIM_DB_PASSWORD" }}
+volumes = [{{ name = "assets", path = "/var/lib/docker/volumes/{stack}_assets/_data" }}]
+
+[env.local.deploy]
+stack_name = "{stack}"
+state_dir = "{st}/deploy"
+timeout = "5m"
+release = {{ service = "php", commands = ["php bin/console doctrine:migrations:migrate -n"] }}
+"#,
+            prod = std::fs::read_to_string(prod.config()).unwrap(),
+            repo = repo().display(),
+            http = self.http_port,
+            https = self.https_port,
+            stack = self.stack,
+        );
+        let path = self.state.join("infra.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `make TARGET` for this copy, as an operator runs it: their HOME (cargo and rustup
+    /// live there: `make local` builds first), the inventory, prod's repository password.
+    fn make(&self, prod: &PimStack, target: &str, config: &std::path::Path) -> Outcome {
+        prod.mark(&format!("make {target} (local copy)"));
+        let out = TestCommand::new("make")
+            .args(["-s", "--no-print-directory", "-C"])
+            .arg(repo())
+            .arg(target)
+            .home(std::env::var_os("HOME").expect("HOME"))
+            .env("PIMOPS_CONFIG", config)
+            .env("PIMOPS_LOCAL_DIR", self.state.path())
+            .env("STACK", &self.stack)
+            .env("HTTP_PORT", self.http_port.to_string())
+            .env("HTTPS_PORT", self.https_port.to_string())
+            .env("PURGE", "1")
+            .env(
+                "PIMOPS_BIN_DIR",
+                workspace_bin("swarm-deploy").parent().unwrap(),
+            )
+            .env("PIMOPS_LOCK_DIR", self.state.join("locks"))
+            .env("RESTIC_CACHE_DIR", self.state.join("restic-cache"))
+            .timeout(Duration::from_secs(900))
+            .run();
+        prod.mark(&format!("make {target}: exit {}", out.code()));
+        out
+    }
+
+    fn sql(&self, statements: &str) -> String {
+        let pw = std::fs::read_to_string(self.state.join("db-password")).unwrap();
+        let task = std::process::Command::new("docker")
+            .args(["ps", "-q", "--filter"])
+            .arg(format!(
+                "label=com.docker.swarm.service.name={}_mariadb",
+                self.stack
+            ))
+            .output()
+            .unwrap();
+        let task = String::from_utf8_lossy(&task.stdout)
+            .lines()
+            .next()
+            .expect("a running local mariadb task")
+            .to_string();
+        // The local password, not prod's: the restore gave the accounts the local one.
+        let out = std::process::Command::new("docker")
+            .args(["exec", "-e", "MYSQL_PWD", &task])
+            .args(["mariadb", "-uroot", "-N", "-B", "pimcore", "-e", statements])
+            .env("MYSQL_PWD", pw.trim())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "local sql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for LocalCopy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo().join("scripts/local-down"))
+            .env("STACK", &self.stack)
+            .env("PURGE", "1")
+            .env("PIMOPS_LOCAL_DIR", self.state.path())
+            .output();
     }
 }
 
@@ -373,4 +494,43 @@ fn the_runbook_from_order_to_disaster_recovery_through_make() {
     );
     assert_eq!(e.rows(), rows_before);
     assert_eq!(e.asset_sums(), sums_before);
+
+    // --- make local: a copy of prod here, prod's latest set restored into it; the local
+    // services log in with the local password afterwards.
+    let copy = LocalCopy::new(&e.stack);
+    let config = copy.inventory(&e.stack);
+    let local = copy.make(&e.stack, "local", &config);
+    local.assert_success();
+    assert_eq!(
+        local.stdout.trim(),
+        format!("https://pim.localhost:{}/", copy.https_port),
+        "{local}"
+    );
+    let local_health = || {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--resolve"])
+            .arg(format!("pim.localhost:{}:127.0.0.1", copy.https_port))
+            .arg(format!("https://pim.localhost:{}/health", copy.https_port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || local_health() == "200"),
+        "the local copy never answered /health after the restore: {}",
+        local_health()
+    );
+    assert_eq!(
+        copy.sql("SELECT (SELECT COUNT(*) FROM products), (SELECT COALESCE(SUM(price),0) FROM products), (SELECT COUNT(*) FROM assets);"),
+        rows_before,
+        "the local copy has prod's rows"
+    );
+    let down = copy.make(&e.stack, "local-down", &config);
+    down.assert_success();
+    let left = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter"])
+        .arg(format!("label=com.docker.stack.namespace={}", copy.stack))
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "volumes left by local-down PURGE=1");
 }
