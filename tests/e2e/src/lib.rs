@@ -349,6 +349,24 @@ envs = ["{env}"]
         )
     }
 
+    /// `sha256sum` of every uploaded asset, as the php service sees them, sorted.
+    pub fn asset_sums(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .exec(
+                "php",
+                &[
+                    "sh",
+                    "-c",
+                    "cd public/var/assets && find . -type f -exec sha256sum {} + | sort",
+                ],
+            )
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn service(&self, name: &str) -> String {
         format!("{}_{name}", self.stack)
     }

@@ -171,21 +171,7 @@ action = "block"
     }
 
     fn asset_sums(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .stack
-            .exec(
-                "php",
-                &[
-                    "sh",
-                    "-c",
-                    "cd public/var/assets && find . -type f -exec sha256sum {} + | sort",
-                ],
-            )
-            .lines()
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v
+        self.stack.asset_sums()
     }
 }
 

@@ -305,22 +305,7 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
         s.sql("SELECT (SELECT COUNT(*) FROM products), (SELECT COUNT(*) FROM assets), (SELECT COALESCE(SUM(price),0) FROM products);")
     };
     assert_eq!(counts(&copy), counts(&prod));
-    let sums = |s: &PimStack| {
-        let mut v: Vec<String> = s
-            .exec(
-                "php",
-                &[
-                    "sh",
-                    "-c",
-                    "cd public/var/assets && find . -type f -exec sha256sum {} + | sort",
-                ],
-            )
-            .lines()
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v
-    };
+    let sums = |s: &PimStack| s.asset_sums();
     let prod_sums = sums(&prod);
     assert_eq!(prod_sums.len(), 3, "{prod_sums:?}");
     assert_eq!(sums(&copy), prod_sums, "the assets match, file by file");
