@@ -169,10 +169,6 @@ action = "block"
             "SELECT (SELECT COUNT(*) FROM products), (SELECT COALESCE(SUM(price),0) FROM products), (SELECT COUNT(*) FROM assets);",
         )
     }
-
-    fn asset_sums(&self) -> Vec<String> {
-        self.stack.asset_sums()
-    }
 }
 
 /// A second stack, `make local`'s, removed with its volumes on drop (also when the test
@@ -454,7 +450,7 @@ fn the_runbook_from_order_to_disaster_recovery_through_make() {
 
     // --- the rehearsal: refused without its confirmation, then for real.
     let rows_before = e.rows();
-    let sums_before = e.asset_sums();
+    let sums_before = e.stack.asset_sums();
     assert_eq!(sums_before.len(), 3, "{sums_before:?}");
     let refused = e.make("dr-rehearsal", &["ENV=prod", "YES=1"]);
     assert_eq!(refused.code(), 2, "{refused}");
@@ -479,7 +475,7 @@ fn the_runbook_from_order_to_disaster_recovery_through_make() {
         "the rebuilt prod never answered /health"
     );
     assert_eq!(e.rows(), rows_before);
-    assert_eq!(e.asset_sums(), sums_before);
+    assert_eq!(e.stack.asset_sums(), sums_before);
 
     // --- make local: a copy of prod here, prod's latest set restored into it; the local
     // services log in with the local password afterwards.
