@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod cloudflare_emulator;
 pub mod command;
+pub mod cron;
 pub mod datagen;
 pub mod http_stub;
 pub mod hyperv_simulator;

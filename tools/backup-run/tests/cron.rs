@@ -6,56 +6,12 @@
 use std::path::PathBuf;
 
 use pimops_test_support::command::TestCommand;
+use pimops_test_support::cron;
 
 fn cron_file() -> (PathBuf, String) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cron/backup-run");
     let text = std::fs::read_to_string(&path).unwrap();
     (path, text)
-}
-
-/// The entries: (line number, time fields, user, command as cron passes it to the shell).
-fn entries(text: &str) -> Vec<(usize, Vec<String>, String, String)> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#') && !is_assignment(t)
-        })
-        .map(|(i, l)| {
-            let mut rest = l.trim();
-            let mut fields = Vec::new();
-            for _ in 0..6 {
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                fields.push(rest[..end].to_string());
-                rest = rest[end..].trim_start();
-            }
-            let user = fields.pop().unwrap();
-            (i + 1, fields, user, rest.to_string())
-        })
-        .collect()
-}
-
-fn is_assignment(line: &str) -> bool {
-    line.split_once('=').is_some_and(|(k, _)| {
-        !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
-}
-
-/// What cron hands to the shell: `\%` is a literal percent sign.
-fn as_cron_runs_it(line: usize, command: &str) -> String {
-    let mut out = String::new();
-    let mut chars = command.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'%') => {
-                out.push('%');
-                chars.next();
-            }
-            '%' => panic!("line {line}: a bare % ends the command there: write \\%"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `backup-run ARGS` parses: with a config that does not exist it gets as far as reading
@@ -76,9 +32,15 @@ fn assert_valid_usage(args: &[&str], at: &str) {
 #[test]
 fn every_entry_is_well_formed_and_runs_valid_commands() {
     let (path, text) = cron_file();
-    let list = entries(&text);
+    let (_, list) = cron::parse(&text);
     assert!(list.len() >= 4, "db, all, binlogs, forget+check: {list:?}");
-    for (line, time, user, command) in &list {
+    for cron::Entry {
+        line,
+        time,
+        user,
+        shell,
+    } in &list
+    {
         let at = format!("{}:{line}", path.display());
         assert_eq!(time.len(), 5, "{at}: five time fields");
         for f in time {
@@ -88,9 +50,8 @@ fn every_entry_is_well_formed_and_runs_valid_commands() {
             );
         }
         assert_eq!(user, "root", "{at}: the user field");
-        let shell = as_cron_runs_it(*line, command);
         let syntax = std::process::Command::new("sh")
-            .args(["-n", "-c", &shell])
+            .args(["-n", "-c", shell])
             .output()
             .unwrap();
         assert!(

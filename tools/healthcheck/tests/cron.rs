@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pimops_test_support::command::{Outcome, TempDir, TestCommand};
+use pimops_test_support::cron::{self, Entry};
 use pimops_test_support::http_stub::{HttpStub, Reply};
 
 fn repo() -> PathBuf {
@@ -51,69 +52,8 @@ const TOOLS: [&str; 7] = [
     "swarm-deploy",
 ];
 
-struct Entry {
-    line: usize,
-    time: Vec<String>,
-    user: String,
-    /// What cron hands to the shell (`\%` already a literal `%`).
-    shell: String,
-}
-
-/// The file's `NAME=value` lines and its entries.
-fn parse_cron(text: &str) -> (BTreeMap<String, String>, Vec<Entry>) {
-    let mut vars = BTreeMap::new();
-    let mut entries = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        if let Some((k, v)) = assignment(t) {
-            vars.insert(k.to_string(), v.to_string());
-            continue;
-        }
-        let mut rest = t;
-        let mut fields = Vec::new();
-        for _ in 0..6 {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            fields.push(rest[..end].to_string());
-            rest = rest[end..].trim_start();
-        }
-        let user = fields.pop().unwrap();
-        entries.push(Entry {
-            line: i + 1,
-            time: fields,
-            user,
-            shell: as_cron_runs_it(i + 1, rest),
-        });
-    }
-    (vars, entries)
-}
-
-fn assignment(line: &str) -> Option<(&str, &str)> {
-    line.split_once('=')
-        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-}
-
-/// What cron hands to the shell: `\%` is a literal percent sign, a bare `%` ends the command.
-fn as_cron_runs_it(line: usize, command: &str) -> String {
-    let mut out = String::new();
-    let mut chars = command.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'%') => {
-                out.push('%');
-                chars.next();
-            }
-            '%' => panic!("line {line}: a bare % ends the command there: write \\%"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn cron() -> (BTreeMap<String, String>, Vec<Entry>) {
-    parse_cron(&std::fs::read_to_string(cron_path()).unwrap())
+    cron::parse(&std::fs::read_to_string(cron_path()).unwrap())
 }
 
 /// The tool invocations in a shell command: the words of each `&&`/`||` part up to the
