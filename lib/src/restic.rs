@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -450,10 +451,17 @@ impl ProducerProcess for NoProcess {
     }
 }
 
+/// A producer's stream: the pipe of a local child, which can be spliced into restic's stdin
+/// without passing through this process's memory, or any reader.
+enum Stream {
+    Pipe(ChildStdout),
+    Reader(Box<dyn Read + Send>),
+}
+
 /// The source of a stdin backup: a stream, optionally its stderr, and the process behind it.
 pub struct Producer {
     name: String,
-    stdout: Box<dyn Read + Send>,
+    stdout: Stream,
     stderr: Option<Box<dyn Read + Send>>,
     process: Box<dyn ProducerProcess>,
     success_marker: Option<String>,
@@ -476,7 +484,7 @@ impl Producer {
             .map(|e| Box::new(e) as Box<dyn Read + Send>);
         Ok(Producer {
             name,
-            stdout: Box::new(stdout),
+            stdout: Stream::Pipe(stdout),
             stderr,
             process: Box::new(child),
             success_marker: None,
@@ -492,7 +500,7 @@ impl Producer {
     ) -> Producer {
         Producer {
             name: name.into(),
-            stdout,
+            stdout: Stream::Reader(stdout),
             stderr,
             process,
             success_marker: None,
@@ -749,6 +757,17 @@ impl Restic {
     pub fn niced(&self, n: u8) -> Restic {
         let mut r = self.clone();
         r.opts.nice = Some(n.clamp(1, 19));
+        r
+    }
+
+    /// The same, with each restic's Go runtime running on at most `n` threads at once
+    /// (GOMAXPROCS; at least 1). For restic processes working side by side: by default each
+    /// schedules onto every core, and on a machine they saturate the two then pay for it in
+    /// idle threads spinning for work and more frequent preemption.
+    pub fn threads(&self, n: usize) -> Restic {
+        let mut r = self.clone();
+        r.opts.env.retain(|(k, _)| k != "GOMAXPROCS");
+        r.opts.env.push(("GOMAXPROCS".into(), n.max(1).to_string()));
         r
     }
 
@@ -1650,6 +1669,39 @@ enum CopyError {
     Write,
 }
 
+/// Move a pipe's bytes into another pipe with splice(2): the kernel hands pages from one
+/// pipe to the other, where a read and a write would copy every byte twice (about 1.3
+/// CPU-seconds per GiB here, on a stream that is the whole database). `Ok(false)`: the
+/// kernel cannot splice these two, nothing was moved; copy them instead.
+fn splice_counting(
+    from: &ChildStdout,
+    to: &ChildStdin,
+    counter: &AtomicU64,
+) -> std::result::Result<bool, CopyError> {
+    use rustix::io::Errno;
+    use rustix::pipe::{fcntl_setpipe_size, splice, SpliceFlags};
+    // Larger pipes, fewer wake-ups of the three processes; the default limit for an
+    // unprivileged process is 1 MiB, and a refusal only costs speed.
+    for fd in [from.as_fd(), to.as_fd()] {
+        let _ = fcntl_setpipe_size(fd, 1 << 20);
+    }
+    let mut moved_any = false;
+    loop {
+        match splice(from, None, to, None, 1 << 20, SpliceFlags::MOVE) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                moved_any = true;
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+            Err(Errno::INVAL) if !moved_any => return Ok(false),
+            // restic closed its stdin (it exited).
+            Err(Errno::PIPE) => return Err(CopyError::Write),
+            Err(e) => return Err(CopyError::Read(io::Error::from(e))),
+        }
+    }
+}
+
 fn copy_counting(
     from: &mut dyn Read,
     to: &mut dyn Write,
@@ -1682,7 +1734,14 @@ fn feed(p: Producer, mut stdin: ChildStdin, tx: &mpsc::Sender<Msg>) -> Feed {
     let marker = success_marker.clone();
     let watcher = stderr.map(|e| thread::spawn(move || read_tail(e, marker.as_deref())));
     let counter = AtomicU64::new(0);
-    let copied = copy_counting(&mut stdout, &mut stdin, &counter);
+    let copied = match &mut stdout {
+        Stream::Pipe(p) => match splice_counting(p, &stdin, &counter) {
+            Ok(true) => Ok(()),
+            Ok(false) => copy_counting(p, &mut stdin, &counter),
+            Err(e) => Err(e),
+        },
+        Stream::Reader(r) => copy_counting(r.as_mut(), &mut stdin, &counter),
+    };
     let mut failure = None;
     let mut restic_gone = false;
     match copied {
