@@ -172,10 +172,16 @@ fn backup_set(
     // the CPU evenly, so the counts started only when both were nearly done and then ran
     // on an otherwise idle machine. Niced, the stream finishes first and the counts
     // overlap with the volumes' tail.
-    let vol_restic = if db.is_some() {
-        restic.niced(10)
-    } else {
-        restic.clone()
+    //
+    // The stream's restic gets half the cores (GOMAXPROCS), so that the two do not both
+    // schedule onto all of them; the volumes' keeps all, as it runs on alone once the
+    // stream is done, and half would leave the rest idle then.
+    let (db_restic, vol_restic) = match (db.is_some(), volumes.is_empty()) {
+        (true, false) => {
+            let half = std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
+            (restic.threads(half), restic.niced(10))
+        }
+        _ => (restic.clone(), restic.clone()),
     };
     let (db_part, vol_part) = std::thread::scope(|s| {
         let vols = s.spawn(|| {
@@ -207,13 +213,13 @@ fn backup_set(
                     if conn.binlog_status()?.enabled {
                         conn.flush_binary_logs()?;
                     }
-                    ship_binlogs(&conn, &restic, set, host, &shipped, &mut db_part)
+                    ship_binlogs(&conn, &db_restic, set, host, &shipped, &mut db_part)
                 })
             } else {
                 backup_database(
                     db,
                     &backup.checksum_tables,
-                    &restic,
+                    &db_restic,
                     set,
                     host,
                     (&shipped, &known),
