@@ -311,9 +311,7 @@ exec '{real}' "$@"
         python = python.display(),
         real = real.display(),
     );
-    std::fs::write(&wrapper, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    pimops_test_support::command::write_executable(&wrapper, script);
     wrapper
 }
 

@@ -82,6 +82,28 @@ impl Default for TempDir {
     }
 }
 
+/// Write an executable script at `path` (mode 0755). The file is written by a child `sh`,
+/// not by this process: a test binary runs tests on many threads, and a child another
+/// thread forks in the moment this process holds a file open for writing inherits that
+/// descriptor until it execs, during which exec'ing the file fails with "Text file busy".
+pub fn write_executable(path: impl AsRef<Path>, script: impl AsRef<[u8]>) {
+    use std::io::Write;
+    let path = path.as_ref();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting sh to write {}: {e}", path.display()));
+    let mut stdin = child.stdin.take().expect("sh's stdin");
+    stdin
+        .write_all(script.as_ref())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    drop(stdin);
+    let status = child.wait().expect("waiting for sh");
+    assert!(status.success(), "writing {}: sh {status}", path.display());
+}
+
 /// A command to run, built step by step; [`TestCommand::run`] may be called repeatedly.
 pub struct TestCommand {
     program: PathBuf,

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use pimops_test_support::command::TestCommand;
+use pimops_test_support::command::{write_executable, TestCommand};
 use pimops_test_support::cron;
 
 fn cron_file() -> (PathBuf, String) {
@@ -85,19 +85,16 @@ fn every_entry_is_well_formed_and_runs_valid_commands() {
 /// unknown one with exit 2.
 #[test]
 fn the_systemd_unit_script_runs_valid_commands_for_every_timer() {
-    use std::os::unix::fs::PermissionsExt;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/systemd");
     let script = root.join("pimops-backup-unit");
     let dir = tempfile::tempdir().unwrap();
     // A backup-run on PATH that records its arguments, one line per call.
     let log = dir.path().join("calls");
     let shim = dir.path().join("backup-run");
-    std::fs::write(
+    write_executable(
         &shim,
         format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n", log.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let path = format!("{}:/usr/bin:/bin", dir.path().display());
 
     let timers: Vec<String> = std::fs::read_dir(&root)

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{World, PASSWORD};
+use pimops_test_support::command::write_executable;
 use pimops_test_support::{require_program, wait_until};
 
 /// A directory with an executable `mariabackup` running `body` (the real one is `$REAL`).
@@ -18,8 +18,7 @@ fn wrapper(w: &World, body: &str) -> PathBuf {
     let dir = w.dir.mkdir("wrapper");
     let script = format!("#!/bin/bash\nREAL={}\n{body}\n", real.display());
     let path = dir.join("mariabackup");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&path, script);
     dir
 }
 
@@ -373,8 +372,7 @@ fn restic_exit_3_fails_the_run_and_its_incomplete_snapshot_is_forgotten() {
          exit $rc\n",
         real.display()
     );
-    std::fs::write(dir.join("restic"), script).unwrap();
-    std::fs::set_permissions(dir.join("restic"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(dir.join("restic"), script);
     let out = w
         .cmd_on_path(&["run", "volumes"], PASSWORD, Some(&dir))
         .run();
