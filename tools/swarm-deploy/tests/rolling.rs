@@ -81,7 +81,7 @@ fn a_rolling_update_under_continuous_requests_loses_none() {
         .replace(
             "    stop_grace_period: 5s\n",
             &format!(
-                "    stop_grace_period: 5s\n    networks: [front]\n    labels:\n      pdtest.stack: \"{stack}\"\n      traefik.enable: \"true\"\n      traefik.docker.network: \"{net}\"\n      traefik.http.routers.web.rule: \"PathPrefix(`/`)\"\n      traefik.http.routers.web.middlewares: \"retry@docker\"\n      traefik.http.middlewares.retry.retry.attempts: \"5\"\n      traefik.http.middlewares.retry.retry.initialinterval: \"50ms\"\n      traefik.http.services.web.loadbalancer.server.port: \"8080\"\n      traefik.http.services.web.loadbalancer.healthcheck.path: \"/health\"\n      traefik.http.services.web.loadbalancer.healthcheck.interval: \"1s\"\n      traefik.http.services.web.loadbalancer.healthcheck.timeout: \"1s\"\n",
+                "    stop_grace_period: 5s\n    networks: [front]\n    labels:\n      pdtest.stack: \"{stack}\"\n      traefik.enable: \"true\"\n      traefik.docker.network: \"{net}\"\n      traefik.http.routers.web.rule: \"PathPrefix(`/`)\"\n      traefik.http.routers.web.middlewares: \"retry@docker\"\n      traefik.http.middlewares.retry.retry.attempts: \"10\"\n      traefik.http.middlewares.retry.retry.initialinterval: \"50ms\"\n      traefik.http.services.web.loadbalancer.server.port: \"8080\"\n      traefik.http.services.web.loadbalancer.healthcheck.path: \"/health\"\n      traefik.http.services.web.loadbalancer.healthcheck.interval: \"1s\"\n      traefik.http.services.web.loadbalancer.healthcheck.timeout: \"1s\"\n",
                 stack = e.stack,
                 net = net.0
             ),
