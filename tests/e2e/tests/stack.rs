@@ -305,10 +305,13 @@ fn a_backup_of_the_running_stack_restored_into_a_second_stack_matches() {
         s.sql("SELECT (SELECT COUNT(*) FROM products), (SELECT COUNT(*) FROM assets), (SELECT COALESCE(SUM(price),0) FROM products);")
     };
     assert_eq!(counts(&copy), counts(&prod));
-    let sums = |s: &PimStack| s.asset_sums();
-    let prod_sums = sums(&prod);
+    let prod_sums = prod.asset_sums();
     assert_eq!(prod_sums.len(), 3, "{prod_sums:?}");
-    assert_eq!(sums(&copy), prod_sums, "the assets match, file by file");
+    assert_eq!(
+        copy.asset_sums(),
+        prod_sums,
+        "the assets match, file by file"
+    );
 
     // The copy's own backup service was restarted onto the restored datadir: a set it takes
     // now holds the restored data and passes verify (mariabackup reading the datadir that

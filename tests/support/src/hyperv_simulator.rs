@@ -235,8 +235,7 @@ impl HyperVSimulator {
             .tempdir()
             .expect("creating the simulator's spool dir");
         let relay = spool.path().join("relay.sh");
-        fs::write(&relay, relay_script(spool.path())).expect("writing relay.sh");
-        set_executable(&relay);
+        crate::command::write_executable(&relay, relay_script(spool.path()));
         let sshd = Sshd::start_with_config(&format!("ForceCommand {}\n", relay.display()));
         let model = Arc::new(Mutex::new(model));
         let stop = Arc::new(AtomicBool::new(false));
@@ -289,11 +288,6 @@ impl Drop for HyperVSimulator {
             let _ = w.join();
         }
     }
-}
-
-fn set_executable(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(p, fs::Permissions::from_mode(0o755)).expect("chmod relay.sh");
 }
 
 /// The relay: one request directory per command; `ready` and `done` are created last so

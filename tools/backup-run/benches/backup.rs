@@ -42,29 +42,25 @@ impl Bench {
             .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_key())
             .env("RESTIC_CACHE_DIR", self.dir.join("cache"))
             .env("PIMOPS_LOCK_DIR", self.dir.join("locks"))
-            .env("PIMOPS_STATE_DIR", self.dir.join("state"))
     }
 
-    /// The inventory of repetition `rep`: its own repository (a first run is a full
-    /// backup into an empty one, as the baseline's is) and its own LSN state.
-    fn inventory(&self, rep: usize) -> std::path::PathBuf {
-        let file = self.dir.join(format!("infra-{rep}.toml"));
-        if !file.exists() {
-            self.dir.write(
-                format!("infra-{rep}.toml"),
-                format!(
-                    "project = \"pim\"\n[backup]\nrepository = \"{}\"\npassword_secret = \"RESTIC_PASSWORD\"\n\
-                     incremental = {{ full_every = \"24h\" }}\n\
-                     [env.bench]\ndocker = \"local\"\n\
-                     database = {{ socket = \"{}\", user = \"root\" }}\n\
-                     volumes = [{{ name = \"assets\", path = \"{}\" }}]\n",
-                    self.s3.repository(&format!("bench-{rep}")),
-                    self.db.socket().display(),
-                    self.volume.display()
-                ),
-            );
-        }
-        file
+    /// Repetition `rep`'s inventory: its own repository (a first run is a full backup into
+    /// an empty one, as the baseline's is), initialised; its LSN state is its own too.
+    fn prepare(&self, rep: usize) {
+        self.dir.write(
+            format!("infra-{rep}.toml"),
+            format!(
+                "project = \"pim\"\n[backup]\nrepository = \"{}\"\npassword_secret = \"RESTIC_PASSWORD\"\n\
+                 incremental = {{ full_every = \"24h\" }}\n\
+                 [env.bench]\ndocker = \"local\"\n\
+                 database = {{ socket = \"{}\", user = \"root\" }}\n\
+                 volumes = [{{ name = \"assets\", path = \"{}\" }}]\n",
+                self.s3.repository(&format!("bench-{rep}")),
+                self.db.socket().display(),
+                self.volume.display()
+            ),
+        );
+        self.backup_run(rep, &["init"]);
     }
 
     fn backup_run(&self, rep: usize, args: &[&str]) -> (Duration, u64) {
@@ -73,7 +69,7 @@ impl Bench {
         self.env(&mut cmd)
             .env("PIMOPS_STATE_DIR", self.dir.join(format!("state-{rep}")))
             .arg("--config")
-            .arg(self.inventory(rep))
+            .arg(self.dir.join(format!("infra-{rep}.toml")))
             .args(["--env", "bench", "--json"])
             // BENCH_VERBOSE=1: backup-run's per-phase timings (debug log) on stderr.
             .arg(if std::env::var_os("BENCH_VERBOSE").is_some() {
@@ -159,7 +155,7 @@ impl Bench {
         let r = self
             .restic(&repo)
             .args(["backup", "--host", "bench"])
-            .arg(self.dir.join("volume"))
+            .arg(&self.volume)
             .stdout(Stdio::null())
             .status()
             .expect("restic backup");
@@ -258,17 +254,17 @@ fn main() -> ExitCode {
     let (mut cpu_base, mut cpu_first) = (0.0, 0.0);
     let mut rss = 0;
     for rep in 0..reps {
-        b.backup_run(rep, &["init"]);
+        b.prepare(rep);
         // Every first run starts from the same binlog state: one small closed file
         // besides the active one, as on a server that has never been backed up.
         b.db.sql("FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY;");
-        let measure_base = |baselines: &mut Vec<Duration>, cpu: &mut f64| {
+        let mut measure_base = || {
             let c = cpu_secs();
             baselines.push(b.baseline(rep));
-            *cpu += cpu_secs() - c;
+            cpu_base += cpu_secs() - c;
         };
         if rep % 2 == 1 {
-            measure_base(&mut baselines, &mut cpu_base);
+            measure_base();
         }
         let c = cpu_secs();
         let (took, peak) = b.backup_run(rep, &["run", "all"]);
@@ -276,7 +272,7 @@ fn main() -> ExitCode {
         firsts.push(took);
         rss = rss.max(peak);
         if rep % 2 == 0 {
-            measure_base(&mut baselines, &mut cpu_base);
+            measure_base();
         }
         if std::env::var_os("BENCH_VERBOSE").is_some() {
             eprintln!(
@@ -286,6 +282,7 @@ fn main() -> ExitCode {
             );
         }
     }
+    let last = reps - 1;
     // The work the issue asks of backup-run beyond the bare pipeline, each timed alone on
     // the otherwise idle machine: on two saturated cores any of it adds to the wall time.
     let t = Instant::now();
@@ -296,14 +293,13 @@ fn main() -> ExitCode {
     let count_alone = t.elapsed();
     let t = Instant::now();
     let ok = b
-        .restic(&format!("bench-{}", reps - 1))
+        .restic(&format!("bench-{last}"))
         .args(["snapshots", "--no-lock", "--json"])
         .stdout(Stdio::null())
         .status()
         .expect("restic snapshots");
     assert!(ok.success() && scanned.files > 0);
     let restic_call = t.elapsed();
-    let last = reps - 1;
     let last_first = firsts[last];
     let pairs: Vec<String> = baselines
         .iter()
