@@ -333,6 +333,110 @@ pub fn write_manifest(restic: &Restic, manifest: &Manifest) -> Result<BackupSumm
         .map_err(|e| e.context(format!("storing the manifest of set {}", manifest.set_id)))
 }
 
+/// The manifest's snapshot, with its restic started before the manifest exists: restic
+/// spends its first half second or so deriving the key, taking its lock and loading the
+/// index, and here that happens while the set is being backed up instead of after it.
+/// [`PendingManifest::finish`] hands restic the manifest and waits for the snapshot.
+/// Dropped unfinished (the run failed), the stream breaks off: restic is interrupted
+/// while its stdin is open and saves nothing.
+///
+/// The snapshot's time is when its restic started, before the set's other snapshots; the
+/// sets of one host are written one after the other, so the newest manifest by time is
+/// still the newest set's.
+pub struct PendingManifest {
+    pieces: Option<std::sync::mpsc::Sender<Piece>>,
+    stored: Option<std::thread::JoinHandle<Result<BackupSummary>>>,
+    set: SetId,
+}
+
+enum Piece {
+    Data(Vec<u8>),
+    End,
+}
+
+/// The manifest's bytes as restic's stdin: they arrive once, then the end; a sender
+/// dropped before the end is a read error, which makes the backup a failed one.
+struct Pieces {
+    rx: std::sync::mpsc::Receiver<Piece>,
+    data: std::io::Cursor<Vec<u8>>,
+    ended: bool,
+}
+
+impl Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.data.read(buf)?;
+            if n > 0 || self.ended || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Data(d)) => self.data = std::io::Cursor::new(d),
+                Ok(Piece::End) => self.ended = true,
+                Err(_) => {
+                    return Err(std::io::Error::other(
+                        "the run stopped before its manifest was complete",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl PendingManifest {
+    /// Start the restic that will store set `set`'s manifest for `host`.
+    pub fn start(restic: &Restic, set: &SetId, host: &str) -> PendingManifest {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opts = BackupOptions::new(host).tag(MANIFEST_TAG).tag(set.tag());
+        let restic = restic.clone();
+        let stored = std::thread::spawn(move || {
+            let reader = Pieces {
+                rx,
+                data: std::io::Cursor::new(Vec::new()),
+                ended: false,
+            };
+            let producer = crate::restic::Producer::from_reader("the manifest", reader);
+            restic.backup_stdin_from(MANIFEST_FILENAME, &opts, producer, |_| {})
+        });
+        PendingManifest {
+            pieces: Some(tx),
+            stored: Some(stored),
+            set: set.clone(),
+        }
+    }
+
+    /// Store `manifest` (which must be this set's) and wait for its snapshot.
+    pub fn finish(mut self, manifest: &Manifest) -> Result<BackupSummary> {
+        if manifest.set_id != self.set {
+            return Err(Error::failed(format!(
+                "the manifest of set {} cannot go into set {}'s snapshot",
+                manifest.set_id, self.set
+            )));
+        }
+        if let Some(tx) = self.pieces.take() {
+            // A send fails only when restic already gave up; its result says why.
+            let _ = tx.send(Piece::Data(manifest.to_json().into_bytes()));
+            let _ = tx.send(Piece::End);
+        }
+        let stored = self.stored.take().map(|h| h.join());
+        match stored {
+            Some(Ok(r)) => r,
+            _ => Err(Error::failed("storing the manifest: the worker panicked")),
+        }
+        .map_err(|e| e.context(format!("storing the manifest of set {}", manifest.set_id)))
+    }
+}
+
+impl Drop for PendingManifest {
+    fn drop(&mut self) {
+        // Unfinished: break the stream off and wait until restic is gone, so that no
+        // restic outlives the run that started it.
+        drop(self.pieces.take());
+        if let Some(h) = self.stored.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Read the manifest of a set: the newest complete set, or the one named. `host` limits
 /// the search to one stable host (an env's repository may hold several).
 pub fn read_manifest(restic: &Restic, which: &SetSelector, host: Option<&str>) -> Result<Manifest> {

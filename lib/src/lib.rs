@@ -22,6 +22,7 @@ pub mod output;
 pub mod ovh;
 pub mod ping;
 pub mod restic;
+pub mod s3;
 pub mod secrets;
 pub mod ssh;
 pub mod units;

@@ -718,6 +718,114 @@ fn read_tail(r: impl Read, marker: Option<&str>) -> Tail {
     tail
 }
 
+/// Our own backups must not finish while another of ours is checking the repository's
+/// locks at its start. restic before 0.16.1 lists `locks/`, then loads each lock file,
+/// and when one is removed in between (its process just finished) it retries loading it
+/// with growing pauses, about 43 s in all, before it ignores it (restic issue #1523,
+/// fixed by restic PR #4520). Seen here: the database stream's restic waited that long
+/// for the lock of a content manifest that had been stored meanwhile.
+///
+/// A backup counts as starting from its spawn to its first line on stdout: restic starts
+/// printing status only after it holds its lock and loaded the index, and then prints at
+/// least every second, stdin or not. Before a stream's restic is let finish (its stdin
+/// closed), the feeder waits until no other backup of this process is starting. A backup
+/// of paths finishes on its own, so it is only ever waited for.
+mod startup_gate {
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// Ids of the backups in their start-up window.
+    static STARTING: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    static CHANGED: Condvar = Condvar::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+    /// The start-up window of one backup; it ends at [`Starting::passed`] or on drop.
+    pub struct Starting {
+        id: u64,
+        open: bool,
+    }
+
+    pub fn begin() -> Starting {
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        STARTING.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+        Starting { id, open: true }
+    }
+
+    impl Starting {
+        pub fn id(&self) -> u64 {
+            self.id
+        }
+
+        pub fn passed(&mut self) {
+            if std::mem::take(&mut self.open) {
+                let mut v = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+                v.retain(|&i| i != self.id);
+                CHANGED.notify_all();
+            }
+        }
+    }
+
+    impl Drop for Starting {
+        fn drop(&mut self) {
+            self.passed();
+        }
+    }
+
+    /// Wait until no backup but `own` is starting, at most `limit` (a guard: a start-up
+    /// that never prints must not hold a finished stream forever). Returns the time waited.
+    pub fn wait_for_others(own: u64, limit: Duration) -> Duration {
+        let t = Instant::now();
+        let mut v = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        while v.iter().any(|&i| i != own) {
+            let Some(left) = limit.checked_sub(t.elapsed()) else {
+                break;
+            };
+            v = CHANGED
+                .wait_timeout(v, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        t.elapsed()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        // One test: the window list is process-wide, and tests run in parallel.
+        #[test]
+        fn a_finished_stream_waits_for_other_start_ups_only() {
+            let own = begin();
+            // Alone: its own window does not hold it.
+            assert!(wait_for_others(own.id(), Duration::from_secs(5)) < Duration::from_secs(1));
+            let mut other = begin();
+            // Another starting backup holds it up to the limit...
+            let waited = wait_for_others(own.id(), Duration::from_millis(200));
+            assert!(waited >= Duration::from_millis(200), "{waited:?}");
+            // ...and until it passes its window.
+            let t = Instant::now();
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                other.passed();
+                other
+            });
+            let waited = wait_for_others(own.id(), Duration::from_secs(10));
+            assert!(waited >= Duration::from_millis(250), "{waited:?}");
+            assert!(t.elapsed() < Duration::from_secs(5), "{waited:?}");
+            // A window also ends when its backup is dropped (restic exited first).
+            let other = h.join().unwrap();
+            drop(other);
+            let late = begin();
+            drop(late);
+            assert!(wait_for_others(own.id(), Duration::from_secs(5)) < Duration::from_secs(1));
+        }
+    }
+}
+
+/// How long a finished stream waits at most for other backups' start-up (see
+/// [`startup_gate`]): restic's own stall it avoids is about 43 s.
+const STARTUP_GATE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Messages to the thread that supervises a restic child.
 enum Msg {
     Line(String),
@@ -741,6 +849,13 @@ struct Feed {
     restic_gone: bool,
 }
 
+/// Which of a repository's folders hold a file ([`Restic::peek_folders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folders {
+    pub locks: bool,
+    pub snapshots: bool,
+}
+
 /// A restic repository and how to reach it.
 #[derive(Debug, Clone)]
 pub struct Restic {
@@ -748,6 +863,8 @@ pub struct Restic {
     shown: String,
     opts: ResticOptions,
     version: ResticVersion,
+    /// Set by [`Restic::deferring_forgets`]: snapshots to forget later, shared by clones.
+    deferred: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl Restic {
@@ -785,6 +902,7 @@ impl Restic {
                 minor: 0,
                 patch: 0,
             },
+            deferred: None,
         };
         let out = r
             .cmd(["version"])
@@ -821,7 +939,7 @@ impl Restic {
     /// (and the password opens it).
     pub fn init(&self) -> Result<bool> {
         let what = format!("initialising restic repository {}", self.shown);
-        let (done, _) = self.supervise(self.cmd(["init"]), None, &mut |_| {})?;
+        let (done, _) = self.supervise(self.cmd(["init"]), None, None, &mut |_| {})?;
         if done.status.success() {
             return Ok(true);
         }
@@ -901,10 +1019,13 @@ impl Restic {
         args.extend(backup_args(opts));
         let mut summary = None;
         let mut errors = Vec::new();
-        let feeder: Feeder = Box::new(move |stdin, tx| feed(producer, stdin, &tx));
-        let (done, fed) = self.supervise(self.cmd(args), Some(feeder), &mut |line| {
-            record(line, &mut summary, &mut errors, &mut progress)
-        })?;
+        let startup = startup_gate::begin();
+        let own = startup.id();
+        let feeder: Feeder = Box::new(move |stdin, tx| feed(producer, stdin, &tx, own));
+        let (done, fed) =
+            self.supervise(self.cmd(args), Some(feeder), Some(startup), &mut |line| {
+                record(line, &mut summary, &mut errors, &mut progress)
+            })?;
         let fed = fed.unwrap_or(Feed {
             bytes: 0,
             producer_failure: Some("was never read".into()),
@@ -964,7 +1085,8 @@ impl Restic {
         args.extend(paths.iter().map(|p| p.as_ref().as_os_str().to_os_string()));
         let mut summary = None;
         let mut errors = Vec::new();
-        let (done, _) = self.supervise(self.cmd(args), None, &mut |line| {
+        let startup = startup_gate::begin();
+        let (done, _) = self.supervise(self.cmd(args), None, Some(startup), &mut |line| {
             record(line, &mut summary, &mut errors, &mut progress)
         })?;
         if !done.status.success() || done.timed_out {
@@ -986,6 +1108,41 @@ impl Restic {
             return Err(err);
         }
         self.finish_summary(&what, summary, opts, since)
+    }
+
+    /// The same repository, with the snapshots a failed backup saved anyway (and those
+    /// passed to [`Restic::forget_later`]) forgotten only at [`Restic::forget_deferred`],
+    /// by this value or any clone. `restic forget` takes an exclusive lock, which it
+    /// cannot get while another restic of the same run still holds its own: the run's
+    /// other part, or its manifest's restic waiting for the manifest.
+    pub fn deferring_forgets(&self) -> Restic {
+        let mut r = self.clone();
+        r.deferred = Some(Default::default());
+        r
+    }
+
+    /// Forget `ids` now, or at [`Restic::forget_deferred`] when deferring. `Ok(true)`:
+    /// deferred.
+    pub fn forget_later(&self, ids: &[String]) -> Result<bool> {
+        match &self.deferred {
+            Some(list) => {
+                list.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(ids.iter().cloned());
+                Ok(true)
+            }
+            None => self.forget(ids).map(|()| false),
+        }
+    }
+
+    /// Forget what was deferred; call it once no other restic of the run is running.
+    /// Returns the ids forgotten.
+    pub fn forget_deferred(&self) -> Result<Vec<String>> {
+        let Some(list) = &self.deferred else {
+            return Ok(Vec::new());
+        };
+        let ids = std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()));
+        self.forget(&ids).map(|()| ids)
     }
 
     /// Forget snapshots by id (no prune).
@@ -1153,8 +1310,9 @@ impl Restic {
             args.push(format!("--read-data-subset={s}").into());
         }
         let mut report = Tail::default();
-        let (done, _) =
-            self.supervise(self.cmd(args), None, &mut |l| report.push(l.to_string()))?;
+        let (done, _) = self.supervise(self.cmd(args), None, None, &mut |l| {
+            report.push(l.to_string())
+        })?;
         if done.status.success() && !done.timed_out {
             return Ok(report.text());
         }
@@ -1214,6 +1372,70 @@ impl Restic {
             removed: before.saturating_sub(remaining.len()),
             remaining,
         })
+    }
+
+    /// A keyless look at which of the repository's `locks/` and `snapshots/` folders hold
+    /// a file: a local directory read, or one S3 listing per folder with the credentials
+    /// restic gets. Every restic command derives the key first, about half a CPU-second on
+    /// one core, and the usual answers here ("no locks", "a new repository") need no key.
+    /// `None` when it cannot tell (another backend, any error, or no `keys/` file, which
+    /// is not restic's default layout): ask restic then.
+    pub fn peek_folders(&self) -> Option<Folders> {
+        let repo = self.repository.expose();
+        let local = repo
+            .strip_prefix("local:")
+            .or(Some(repo).filter(|r| r.starts_with('/')));
+        let (keys, locks, snapshots) = match local {
+            Some(dir) => {
+                let has = |sub: &str| -> Option<bool> {
+                    let mut entries = std::fs::read_dir(Path::new(dir).join(sub)).ok()?;
+                    Some(entries.next().is_some())
+                };
+                (has("keys"), has("locks"), has("snapshots"))
+            }
+            None => self.peek_s3()?,
+        };
+        match (keys, locks, snapshots) {
+            (Some(true), Some(locks), Some(snapshots)) => Some(Folders { locks, snapshots }),
+            other => {
+                log::debug!("keyless look at {}: cannot tell ({other:?})", self.shown);
+                None
+            }
+        }
+    }
+
+    /// [`Restic::peek_folders`] for an `s3:` repository: the three listings side by side.
+    #[allow(clippy::type_complexity)]
+    fn peek_s3(&self) -> Option<(Option<bool>, Option<bool>, Option<bool>)> {
+        let at = crate::s3::S3Location::from_repository(self.repository.expose())?;
+        let creds = crate::s3::S3Credentials {
+            access_key_id: self.opts.aws_access_key_id.clone()?,
+            secret_access_key: self.opts.aws_secret_access_key.clone()?,
+            region: self
+                .opts
+                .env
+                .iter()
+                .find(|(k, _)| k == "AWS_DEFAULT_REGION" || k == "AWS_REGION")
+                .map_or_else(|| "us-east-1".to_string(), |(_, v)| v.clone()),
+        };
+        let client = crate::http::HttpClient::default();
+        let any = |dir: &str| match crate::s3::any_object(&client, &at, &creds, &at.folder(dir)) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                log::debug!("keyless look at {dir}/: {e}");
+                None
+            }
+        };
+        Some(thread::scope(|s| {
+            let keys = s.spawn(|| any("keys"));
+            let locks = s.spawn(|| any("locks"));
+            let snapshots = any("snapshots");
+            (
+                keys.join().ok().flatten(),
+                locks.join().ok().flatten(),
+                snapshots,
+            )
+        }))
     }
 
     /// The summary restic printed, with the full snapshot id (0.14 prints 8 characters).
@@ -1340,8 +1562,13 @@ impl Restic {
             return "no snapshot was kept".into();
         }
         let shorts: Vec<String> = ids.iter().map(|i| short(i)).collect();
-        match self.forget(&ids) {
-            Ok(()) => format!(
+        match self.forget_later(&ids) {
+            Ok(true) => format!(
+                "the snapshot saved anyway ({}) is forgotten once the run's other restic \
+                 processes are done",
+                shorts.join(", ")
+            ),
+            Ok(false) => format!(
                 "the snapshot saved anyway ({}) was forgotten",
                 shorts.join(", ")
             ),
@@ -1406,7 +1633,7 @@ impl Restic {
         S: Into<OsString>,
     {
         let mut out = String::new();
-        let (done, _) = self.supervise(self.cmd(args), None, &mut |l| {
+        let (done, _) = self.supervise(self.cmd(args), None, None, &mut |l| {
             out.push_str(l);
             out.push('\n');
         })?;
@@ -1420,10 +1647,13 @@ impl Restic {
     /// Run restic, handing each stdout line to `on_line` on this thread, while a feeder (if
     /// any) writes its stdin. Enforces the timeout (SIGINT, then SIGKILL after a grace
     /// period). Only this thread reaps the child, so a signal never hits a reused PID.
+    /// Run restic to its end, lines of stdout to `on_line`, stdin from `feeder`. A backup
+    /// passes its start-up window (`startup`, see [`startup_gate`]) at its first line.
     fn supervise(
         &self,
         mut cmd: Command,
         feeder: Option<Feeder>,
+        mut startup: Option<startup_gate::Starting>,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<(Finished, Option<Feed>)> {
         cmd.stdin(if feeder.is_some() {
@@ -1473,7 +1703,12 @@ impl Restic {
         let mut held_stdin = None;
         let status = loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Msg::Line(l)) => on_line(&l),
+                Ok(Msg::Line(l)) => {
+                    if let Some(st) = &mut startup {
+                        st.passed();
+                    }
+                    on_line(&l)
+                }
                 Ok(Msg::Interrupt(stdin)) => {
                     held_stdin = stdin;
                     if interrupted_at.is_none() {
@@ -1501,6 +1736,7 @@ impl Restic {
             }
         };
         drop(held_stdin);
+        drop(startup);
         if let Some(h) = stdout {
             let _ = h.join();
         }
@@ -1723,7 +1959,7 @@ fn copy_counting(
 /// Stream the producer into restic, then decide whether restic may finish: only when the
 /// producer ended well is restic's stdin closed; otherwise the supervisor interrupts
 /// restic first and closes it afterwards.
-fn feed(p: Producer, mut stdin: ChildStdin, tx: &mpsc::Sender<Msg>) -> Feed {
+fn feed(p: Producer, mut stdin: ChildStdin, tx: &mpsc::Sender<Msg>, own: u64) -> Feed {
     let Producer {
         name: _,
         mut stdout,
@@ -1788,6 +2024,13 @@ fn feed(p: Producer, mut stdin: ChildStdin, tx: &mpsc::Sender<Msg>) -> Feed {
             producer_failure: Some(f),
             restic_gone,
         };
+    }
+    let waited = startup_gate::wait_for_others(own, STARTUP_GATE_LIMIT);
+    if waited > Duration::from_millis(1) {
+        log::debug!(
+            "a finished stream waited {:.2}s for other backups' start-up",
+            waited.as_secs_f64()
+        );
     }
     drop(stdin);
     Feed {

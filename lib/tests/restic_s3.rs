@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pimops::restic::{BackupOptions, KeepPolicy, Producer, Restic, ResticOptions, SnapshotFilter};
+use pimops::restic::{
+    BackupOptions, Folders, KeepPolicy, Producer, Restic, ResticOptions, SnapshotFilter,
+};
 use pimops::secrets::Secret;
 use pimops::{ErrorKind, ExitCode};
 use pimops_test_support::s3::S3Server;
@@ -530,4 +532,84 @@ fn corrupt(path: &Path) {
         *b ^= 0xff;
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn the_keyless_look_at_the_folders_agrees_with_restic() {
+    let f = Fixture::new();
+    // Not a repository yet: no keys/ file, so it cannot tell.
+    let r = f.restic("peek");
+    assert_eq!(r.peek_folders(), None);
+    r.init().expect("init");
+    let empty = Folders {
+        locks: false,
+        snapshots: false,
+    };
+    assert_eq!(r.peek_folders(), Some(empty), "a new repository");
+    r.backup_stdin(
+        "db.xb",
+        &opts("a"),
+        std::io::Cursor::new(random_bytes(100)),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        r.peek_folders(),
+        Some(Folders {
+            locks: false,
+            snapshots: true
+        })
+    );
+
+    // A backup in progress holds a lock, as restic's own listing shows.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let live = {
+        let repo = f.s3.repository("peek");
+        let o = f.options(PASSWORD);
+        std::thread::spawn(move || {
+            let r = Restic::new(&repo, o).unwrap();
+            r.backup_stdin("live.xb", &opts("live"), reader, |_| {})
+        })
+    };
+    writer.write_all(&random_bytes(100)).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || r
+        .locks()
+        .unwrap()
+        .len()
+        == 1));
+    assert_eq!(
+        r.peek_folders(),
+        Some(Folders {
+            locks: true,
+            snapshots: true
+        })
+    );
+    drop(writer);
+    live.join().unwrap().expect("live backup finishes");
+    assert!(!r.peek_folders().expect("a look").locks);
+
+    // The S3 server checks the signature: a wrong secret key gets no answer, and restic
+    // would be asked.
+    let wrong = Restic::new(
+        &f.s3.repository("peek"),
+        ResticOptions::new()
+            .password(Secret::new(PASSWORD.into()))
+            .aws_credentials(
+                Secret::new(f.s3.access_key().to_string()),
+                Secret::new("not the secret key".into()),
+            ),
+    )
+    .unwrap();
+    assert_eq!(wrong.peek_folders(), None);
+
+    // A local repository is looked at in its directory.
+    let dir = tempfile::tempdir().unwrap();
+    let local = Restic::new(
+        &dir.path().join("repo").display().to_string(),
+        f.options(PASSWORD),
+    )
+    .unwrap();
+    assert_eq!(local.peek_folders(), None);
+    local.init().expect("init");
+    assert_eq!(local.peek_folders(), Some(empty));
 }
