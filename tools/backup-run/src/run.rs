@@ -6,8 +6,9 @@
 //! (`counts_at`), then `FLUSH BINARY LOGS` and every closed binlog not yet in the
 //! repository (so the binlogs from the base up to `counts_at` are stored). The volumes go
 //! in concurrently with all of that, each with its content manifest scanned beside its
-//! backup (incrementally: see `backupset`). The set's manifest comes LAST, after both
-//! parts succeeded: a set without one is incomplete and never `latest`.
+//! backup (incrementally: see `backupset`). The set's manifest is stored LAST, after both
+//! parts succeeded: a set without one is incomplete and never `latest`. (Its restic starts
+//! first and waits for it, so that deriving the key and locking are done by then.)
 //!
 //! Any failure stops the run: no manifest is written, nothing is reported as success.
 //! Records are emitted in a fixed order (database, binlogs, volumes, manifest) whatever
@@ -15,6 +16,8 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pimops::backupset::{
@@ -29,7 +32,7 @@ use pimops::mariadb::{
 };
 use pimops::output::Record;
 use pimops::restic::{BackupOptions, BackupSummary, Restic, Snapshot, SnapshotFilter};
-use pimops::{Error, Result};
+use pimops::{Error, ErrorKind, Result};
 
 use crate::args::What;
 use crate::context::Context;
@@ -108,7 +111,9 @@ fn backup_set(
 ) -> Result<()> {
     let env = ctx.env();
     let started = Instant::now();
-    let restic = ctx.restic(timeout)?;
+    // A snapshot a failed backup saved anyway is forgotten at the end, when no other
+    // restic of this run holds a lock (forget needs an exclusive one).
+    let restic = ctx.restic(timeout)?.deferring_forgets();
     let host = backup.host.as_str();
     let mut manifest = Manifest::new(set.clone(), &env.name, host);
     rep.note(format!(
@@ -139,24 +144,26 @@ fn backup_set(
     }
     // One listing serves every later question: which binlogs are shipped, the newest
     // set an increment builds on, and each volume's previous content manifest. It runs
-    // beside the stale-lock check (each restic call spends most of its time deriving the
-    // key, on one core); both finish before anything is backed up.
-    let (locks, known) = std::thread::scope(|s| {
-        let listing = s.spawn(|| {
-            let t = Instant::now();
-            let known = restic.snapshots(&SnapshotFilter::default().host(host));
-            log::debug!("listing snapshots took {:.2}s", t.elapsed().as_secs_f64());
-            known
-        });
-        let locks = clear_stale_locks(&restic, rep);
-        let known = listing
-            .join()
-            .unwrap_or_else(|_| Err(Error::failed("listing snapshots: the worker panicked")));
-        (locks, known)
-    });
-    locks?;
-    let known = known?;
-    let shipped = shipped_in(&known);
+    // in the background (each restic call spends about half a CPU-second deriving the
+    // key, on one core) while the stale-lock check runs and the database stream starts,
+    // which needs nothing from it (see `plan_chain`); the other parts wait for it. A
+    // keyless look at the repository's folders first spares either restic call when its
+    // folder is empty: no locks (the usual case), no snapshots (a new repository).
+    let t = Instant::now();
+    let folders = restic.peek_folders();
+    log::debug!(
+        "keyless look at the repository took {:.3}s: {folders:?}",
+        t.elapsed().as_secs_f64()
+    );
+    let listing = Listing::start(&restic, host, folders.is_some_and(|f| !f.snapshots));
+    match folders {
+        Some(f) if !f.locks => {}
+        _ => clear_stale_locks(&restic, rep)?,
+    }
+    // Binlog shipping alone is not a set anyone restores: no manifest, so it never
+    // becomes `latest`; its snapshots are found by their binlog:<file> tags.
+    let pending =
+        (what != What::Binlogs).then(|| backupset::PendingManifest::start(&restic, set, host));
     let db = env.database.as_ref().filter(|_| needs_db);
     let chain = backup
         .incremental
@@ -188,9 +195,10 @@ fn backup_set(
             let mut part = Part::default();
             for v in volumes {
                 let t = Instant::now();
-                if let Err(e) =
-                    backup_volume(&vol_restic, v, set, host, &known, db.is_none(), &mut part)
-                {
+                let done = listing.get().and_then(|known| {
+                    backup_volume(&vol_restic, v, set, host, known, db.is_none(), &mut part)
+                });
+                if let Err(e) = done {
                     part.error = Some(e);
                     break;
                 }
@@ -213,6 +221,7 @@ fn backup_set(
                     if conn.binlog_status()?.enabled {
                         conn.flush_binary_logs()?;
                     }
+                    let shipped = shipped_in(listing.get()?);
                     ship_binlogs(&conn, &db_restic, set, host, &shipped, &mut db_part)
                 })
             } else {
@@ -222,7 +231,7 @@ fn backup_set(
                     &db_restic,
                     set,
                     host,
-                    (&shipped, &known),
+                    &listing,
                     chain.as_ref(),
                     &mut db_part,
                 )
@@ -261,14 +270,24 @@ fn backup_set(
         }
     }
     if let Some(e) = first_error {
-        return Err(e);
+        // Break the manifest's stream off first: its restic holds a lock too.
+        drop(pending);
+        return Err(match restic.forget_deferred() {
+            Ok(_) => e,
+            Err(f) => Error::new(
+                e.kind(),
+                format!(
+                    "{}; forgetting the snapshots saved anyway failed: {}",
+                    e.message(),
+                    f.message()
+                ),
+            ),
+        });
     }
-    // Binlog shipping alone is not a set anyone restores: no manifest, so it never
-    // becomes `latest`; its snapshots are found by their binlog:<file> tags.
-    if what != What::Binlogs {
+    if let Some(pending) = pending {
         manifest.finished = Some(chrono::Utc::now());
         let t = Instant::now();
-        let s = backupset::write_manifest(&restic, &manifest)?;
+        let s = pending.finish(&manifest)?;
         rep.snapshot("manifest", backupset::MANIFEST_FILENAME, &s, t.elapsed())?;
         // Only a stored set may be built on. Failing here loses nothing: the next run
         // finds the state does not match the newest set and takes a full.
@@ -279,8 +298,78 @@ fn backup_set(
         }
         log::debug!("manifest took {:.2}s", t.elapsed().as_secs_f64());
     }
+    // A dropped increment (see backup_database) goes now that no restic of the run holds
+    // a lock; the set's manifest does not name it, so if this fails it is only clutter.
+    match restic.forget_deferred() {
+        Ok(ids) if !ids.is_empty() => {
+            log::debug!("forgot {} snapshot(s) the set does not use", ids.len())
+        }
+        Ok(_) => {}
+        Err(e) => rep.warn(format!(
+            "a snapshot the set does not use could not be forgotten: {e}"
+        )),
+    }
     log::debug!("the set took {:.2}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The host's snapshots in the repository, listed in the background: a part of the run
+/// waits in [`Listing::get`] for them when it needs them. Dropped, it waits for the
+/// listing's restic, so that none outlives the run.
+struct Listing {
+    worker: Mutex<Option<JoinHandle<Result<Vec<Snapshot>>>>>,
+    value: OnceLock<std::result::Result<Vec<Snapshot>, (ErrorKind, String)>>,
+}
+
+impl Listing {
+    /// List `host`'s snapshots; `empty`: the repository has none (nothing to ask).
+    fn start(restic: &Restic, host: &str, empty: bool) -> Listing {
+        let value = OnceLock::new();
+        if empty {
+            let _ = value.set(Ok(Vec::new()));
+            return Listing {
+                worker: Mutex::new(None),
+                value,
+            };
+        }
+        let (restic, host) = (restic.clone(), host.to_string());
+        let worker = std::thread::spawn(move || {
+            let t = Instant::now();
+            let known = restic.snapshots(&SnapshotFilter::default().host(host));
+            log::debug!("listing snapshots took {:.2}s", t.elapsed().as_secs_f64());
+            known
+        });
+        Listing {
+            worker: Mutex::new(Some(worker)),
+            value,
+        }
+    }
+
+    fn get(&self) -> Result<&[Snapshot]> {
+        let value = self.value.get_or_init(|| {
+            let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match worker.map(JoinHandle::join) {
+                Some(Ok(Ok(v))) => Ok(v),
+                Some(Ok(Err(e))) => Err((e.kind(), e.message().to_string())),
+                _ => Err((
+                    ErrorKind::Failed,
+                    "listing snapshots: the worker panicked".into(),
+                )),
+            }
+        });
+        match value {
+            Ok(v) => Ok(v),
+            Err((kind, message)) => Err(Error::new(*kind, message.clone())),
+        }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.get_mut().ok().and_then(Option::take) {
+            let _ = w.join();
+        }
+    }
 }
 
 /// What one concurrent part of a run stored, for the reporter and the manifest, and the
@@ -355,20 +444,21 @@ fn backup_database(
     restic: &Restic,
     set: &SetId,
     host: &str,
-    (shipped, known): (&HashSet<String>, &[Snapshot]),
+    listing: &Listing,
     chain: Option<&(State, Duration)>,
     part: &mut Part,
 ) -> Result<()> {
     let t = Instant::now();
     let conn = Connection::from_config(&LocalExec, db)?;
     let server_version = conn.server_version()?;
-    let binlog_on = conn.binlog_status()?.enabled;
+    let binlog_status = conn.binlog_status()?;
+    let binlog_on = binlog_status.enabled;
     log::debug!(
         "connecting to the database took {:.2}s",
         t.elapsed().as_secs_f64()
     );
-    let chained = match (chain, db.method) {
-        (Some(c), DumpMethod::Physical) => Some(plan_chain(db, restic, known, c, part)?),
+    let mut chained = match (chain, db.method) {
+        (Some(c), DumpMethod::Physical) => Some(plan_chain(db, restic, listing, c, part)?),
         (Some(_), DumpMethod::Logical) => {
             part.notes
                 .push("incremental backups are physical only: a full logical dump".into());
@@ -376,68 +466,97 @@ fn backup_database(
         }
         (None, _) => None,
     };
-    let dump = match (db.method, &chained) {
-        (DumpMethod::Physical, Some((state, decision, pending))) => {
-            let basedir = match decision {
-                Decision::Incremental { .. } => Some(state.current()),
-                Decision::Full(_) => None,
-            };
-            conn.physical_backup()
-                .with_lsn_dirs(basedir.as_deref(), pending)
-        }
-        (DumpMethod::Physical, None) => conn.physical_backup(),
-        (DumpMethod::Logical, _) => conn.logical_dump()?,
-    };
     let filename = db_filename(db.method);
-    // Binlogs closed before the backup starts go in beside the stream (their size is
-    // final; a flush closes the one being written, which usually holds most of what is
-    // new); those closed by the flush after the counts follow it.
-    let (early, before) = match binlog_on {
-        true => {
-            conn.flush_binary_logs()?;
-            let status = conn.binlog_status()?;
-            let early = unshipped_binlogs(&conn, &status, shipped)?.unwrap_or_default();
-            (early, status.current)
-        }
-        false => (Vec::new(), None),
-    };
-    let mut shipped = shipped.clone();
-    shipped.extend(early.iter().map(|(f, _)| f.name.clone()));
-    let (source, tap) = producer::database(&dump)?;
-    let mut opts = BackupOptions::new(host).tag("db").tag(set.tag());
-    if let Some((_, Decision::Incremental { base, .. }, _)) = &chained {
-        // forget keeps the chain of a kept increment by this tag.
-        opts = opts.tag(format!("{}{base}", crate::forget::BASE_TAG_PREFIX));
-    }
+    // Binlogs already closed when the backup starts go in beside the stream (their size
+    // is final), once the listing says which the repository lacks. The active one is not
+    // closed now but by the flush after the counts: it then holds what was written before
+    // and during the backup, and ships in one restic call instead of two. With the binlog
+    // cron shipping every few minutes, it holds minutes of writes, and every restic call
+    // costs about half a CPU-second (deriving the key) whatever it stores.
+    let before = binlog_status.current.clone();
     let (streamed, early_part) = std::thread::scope(|s| {
         let binlogs = s.spawn(|| {
             let mut p = Part::default();
-            if let Err(e) = ship_files(early, restic, set, host, &mut p) {
+            let shipped = binlog_on
+                .then(|| listing.get().map(shipped_in))
+                .transpose()
+                .and_then(|shipped| match shipped {
+                    Some(shipped) => unshipped_binlogs(&conn, &binlog_status, &shipped),
+                    None => Ok(None),
+                })
+                .and_then(|early| ship_files(early.unwrap_or_default(), restic, set, host, &mut p));
+            if let Err(e) = shipped {
                 p.error = Some(e);
             }
             p
         });
-        let t = Instant::now();
-        let progress = Progress::new(dump.name());
-        let streamed = restic
-            .backup_stdin_from(filename, &opts, source, |s| progress.update(s))
-            .map(|summary| (summary, t.elapsed()));
-        drop(progress);
+        let streamed = stream_database(&conn, db, restic, set, host, chained.as_ref());
         let early_part = binlogs.join().unwrap_or_else(|_| Part {
             error: Some(Error::failed("shipping binlogs: the worker panicked")),
             ..Part::default()
         });
         (streamed, early_part)
     });
+    let mut streamed = streamed?;
+    // The listing's failure is the run's (a wrong password, say): the stream that went
+    // on meanwhile does not count then.
+    let known = match listing.get() {
+        Ok(k) => k,
+        Err(e) => {
+            if let Ok((summary, ..)) = &streamed.result {
+                let _ = restic.forget_later(std::slice::from_ref(&summary.snapshot_id));
+            }
+            return Err(e);
+        }
+    };
+    // An increment was started on the set the local state came from, before the listing
+    // could confirm that this set is still the repository's newest (a forget, a restore
+    // or another writer may have changed that): when it is not, the increment is dropped
+    // and a full backup taken in its place.
+    let increment_on = match (&streamed.result, &chained) {
+        (Ok(_), Some((_, Decision::Incremental { base, .. }, _))) => Some(base.clone()),
+        _ => None,
+    };
+    if let Some(base) = increment_on {
+        let newest = backupset::newest_manifest(known, &SetSelector::Latest).map(|(id, _)| id);
+        if newest.as_ref() != Some(&base) {
+            let shown = newest.map_or_else(|| "none".to_string(), |n| n.to_string());
+            part.notes.push(format!(
+                "the repository's newest set is {shown}, not {base} that the LSN state \
+                 follows: the increment is dropped and a full backup taken"
+            ));
+            if let Ok((summary, ..)) = &streamed.result {
+                restic.forget_later(std::slice::from_ref(&summary.snapshot_id))?;
+            }
+            if let Some((state, _, _)) = chained.take() {
+                let why = format!("the repository's newest set is {shown}");
+                chained = Some((state.clone(), Decision::Full(why), state.prepare_pending()?));
+            }
+            streamed = stream_database(&conn, db, restic, set, host, chained.as_ref())?;
+        }
+    }
+    let Streamed {
+        name,
+        result: streamed,
+        tap,
+    } = streamed;
     if let Ok((summary, took)) = &streamed {
-        part.stored("db", dump.name(), summary, *took);
+        part.stored("db", &name, summary, *took);
         part.refs.push(snapshot_ref(
             SnapshotKind::Db,
-            dump.name(),
+            &name,
             summary,
             &format!("/{filename}"),
         ));
     }
+    let mut shipped = shipped_in(known);
+    shipped.extend(
+        early_part
+            .refs
+            .iter()
+            .filter(|r| r.kind == SnapshotKind::Binlog)
+            .map(|r| r.name.clone()),
+    );
     part.stored.extend(early_part.stored);
     part.refs.extend(early_part.refs);
     streamed?;
@@ -589,12 +708,63 @@ fn backup_database(
     Ok(())
 }
 
+/// One database stream stored: the producer's name, restic's summary and how long it
+/// took (or why it failed), and a logical dump's kept head and tail.
+struct Streamed {
+    name: String,
+    result: Result<(BackupSummary, Duration)>,
+    tap: Option<pimops::mariadb::TapHandle>,
+}
+
+/// Stream the database into restic as the full or increment `chained` says. `Err` when
+/// the producer could not even start.
+fn stream_database(
+    conn: &Connection<'_>,
+    db: &Database,
+    restic: &Restic,
+    set: &SetId,
+    host: &str,
+    chained: Option<&(State, Decision, std::path::PathBuf)>,
+) -> Result<Streamed> {
+    let dump = match (db.method, chained) {
+        (DumpMethod::Physical, Some((state, decision, pending))) => {
+            let basedir = match decision {
+                Decision::Incremental { .. } => Some(state.current()),
+                Decision::Full(_) => None,
+            };
+            conn.physical_backup()
+                .with_lsn_dirs(basedir.as_deref(), pending)
+        }
+        (DumpMethod::Physical, None) => conn.physical_backup(),
+        (DumpMethod::Logical, _) => conn.logical_dump()?,
+    };
+    let (source, tap) = producer::database(&dump)?;
+    let mut opts = BackupOptions::new(host).tag("db").tag(set.tag());
+    if let Some((_, Decision::Incremental { base, .. }, _)) = chained {
+        // forget keeps the chain of a kept increment by this tag.
+        opts = opts.tag(format!("{}{base}", crate::forget::BASE_TAG_PREFIX));
+    }
+    let t = Instant::now();
+    let progress = Progress::new(dump.name());
+    let result = restic
+        .backup_stdin_from(db_filename(db.method), &opts, source, |s| {
+            progress.update(s)
+        })
+        .map(|summary| (summary, t.elapsed()));
+    drop(progress);
+    Ok(Streamed {
+        name: dump.name().to_string(),
+        result,
+        tap,
+    })
+}
+
 /// Full or incremental, from the local LSN state and the newest set in the repository;
 /// returns the state, the decision and the empty directory the new checkpoints go to.
 fn plan_chain(
     db: &Database,
     restic: &Restic,
-    known: &[Snapshot],
+    listing: &Listing,
     (state, full_every): &(State, Duration),
     part: &mut Part,
 ) -> Result<(State, Decision, std::path::PathBuf)> {
@@ -608,9 +778,15 @@ fn plan_chain(
     }
     let checkpoints = Checkpoints::read(&state.current())?;
     // Without a state there is nothing to build on: spare the repository round trips.
+    // With one, the manifest kept beside it names the set it follows, which is taken on
+    // trust here, so that the stream need not wait for the listing; backup_database
+    // checks it against the listing once the stream is stored.
     let newest = match checkpoints {
         None => None,
-        Some(_) => newest_set(restic, state, known),
+        Some(_) => match state.kept_manifest() {
+            Some(m) => Some(m),
+            None => newest_set(restic, listing.get()?),
+        },
     };
     let decision = lsn::decide(
         checkpoints,
@@ -628,17 +804,13 @@ fn plan_chain(
     Ok((state.clone(), decision, pending))
 }
 
-/// The newest complete set among `known`: the copy of its manifest kept beside the LSN
-/// state when it is that set's (written by the run that stored it), else read from the
-/// repository.
-fn newest_set(restic: &Restic, state: &State, known: &[Snapshot]) -> Option<Manifest> {
+/// The newest complete set among `known`, read from the repository (when no manifest
+/// was kept beside the LSN state).
+fn newest_set(restic: &Restic, known: &[Snapshot]) -> Option<Manifest> {
     let Some((set, snap)) = backupset::newest_manifest(known, &SetSelector::Latest) else {
         log::debug!("no newest set to build on: the repository has no complete set");
         return None;
     };
-    if let Some(m) = state.kept_manifest().filter(|m| m.set_id == set) {
-        return Some(m);
-    }
     match backupset::read_manifest_snapshot(restic, &snap.id, &set) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -761,12 +933,17 @@ fn ship_files(
         let t = Instant::now();
         let summary = restic.backup_stdin_from(&f.name, &opts, source, |_| {})?;
         if summary.stdin_bytes != Some(f.size) {
-            restic.forget(std::slice::from_ref(&summary.snapshot_id))?;
+            let later = restic.forget_later(std::slice::from_ref(&summary.snapshot_id))?;
             return Err(Error::failed(format!(
-                "binlog {}: streamed {} bytes but the server lists {}; its snapshot was forgotten",
+                "binlog {}: streamed {} bytes but the server lists {}; its snapshot {}",
                 f.name,
                 summary.stdin_bytes.unwrap_or(0),
-                f.size
+                f.size,
+                if later {
+                    "is forgotten at the end of the run"
+                } else {
+                    "was forgotten"
+                }
             )));
         }
         part.stored("binlog", &f.name, &summary, t.elapsed());

@@ -107,6 +107,38 @@ fn increments_follow_a_full_and_a_lost_state_means_a_full() {
         "the increment streamed {inc_bytes} bytes, the full {full_bytes}"
     );
 
+    // The repository's newest set is no longer the one the state follows (its manifest
+    // was forgotten, as a restore or another writer could make it): the increment started
+    // on trust is dropped once the listing shows it, and a full taken in its place.
+    let inc_manifest = w
+        .snapshots()
+        .into_iter()
+        .find(|s| s.tags.contains(&"manifest".into()) && s.tags.contains(&inc_m.set_id.tag()))
+        .expect("the increment's manifest snapshot");
+    w.restic().forget(&[inc_manifest.id]).unwrap();
+    let redone = run_db(&w);
+    let said = format!("{}{}", redone.stdout, redone.stderr);
+    assert!(said.contains("the increment is dropped"), "{said}");
+    let m = w.latest_manifest();
+    assert_ne!(m.set_id, inc_m.set_id);
+    assert_eq!(m.db_chain.as_ref().map(|c| c.kind), Some(DbKind::Full));
+    let db_snaps: Vec<_> = w
+        .snapshots()
+        .into_iter()
+        .filter(|s| s.tags.contains(&"db".into()) && s.tags.contains(&m.set_id.tag()))
+        .collect();
+    assert_eq!(
+        db_snaps.len(),
+        1,
+        "the dropped increment is forgotten: {db_snaps:?}"
+    );
+    assert!(
+        !db_snaps[0].tags.iter().any(|t| t.starts_with("base:")),
+        "{:?}",
+        db_snaps[0].tags
+    );
+    assert!(db_bytes(&redone) * 5 > full_bytes, "{}", db_bytes(&redone));
+
     // The state lost: the next run cannot build on anything it can prove, so a full.
     std::fs::remove_dir_all(w.dir.join("state")).unwrap();
     let again = run_db(&w);
