@@ -33,8 +33,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
 
-    /// Where the LSN state of incremental backups is kept, per env
-    /// (<DIR>/<env>/lsn/xtrabackup_checkpoints) [default: $PIMOPS_STATE_DIR, else /var/lib/pimops]
+    /// Where the LSN state of incremental backups (<DIR>/<env>/lsn/xtrabackup_checkpoints)
+    /// and each volume's last content scan (<DIR>/<env>/content-<volume>.jsonl) are kept
+    /// [default: $PIMOPS_STATE_DIR, else /var/lib/pimops]
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 

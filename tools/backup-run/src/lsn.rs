@@ -82,6 +82,11 @@ impl State {
         self.dir.join("lsn")
     }
 
+    /// The last content scan of `volume` on this host (see `run::backup_volume`).
+    pub fn content_cache(&self, volume: &str) -> PathBuf {
+        self.dir.join(format!("content-{volume}.jsonl"))
+    }
+
     pub fn pending(&self) -> PathBuf {
         self.dir.join("lsn.new")
     }

@@ -195,10 +195,14 @@ fn backup_set(
             let mut part = Part::default();
             for v in volumes {
                 let t = Instant::now();
-                let done = listing.get().and_then(|known| {
-                    backup_volume(&vol_restic, v, set, host, known, db.is_none(), &mut part)
-                });
-                if let Err(e) = done {
+                let cache = State::new(&ctx.state_dir, &env.name).content_cache(&v.name);
+                let scan = Scan {
+                    listing: &listing,
+                    cache: &cache,
+                };
+                if let Err(e) =
+                    backup_volume(&vol_restic, v, set, host, scan, db.is_none(), &mut part)
+                {
                     part.error = Some(e);
                     break;
                 }
@@ -247,7 +251,8 @@ fn backup_set(
         });
         (db_part, vol_part)
     });
-    let mut first_error = None;
+    // The listing's failure (a wrong password, storage down) explains any other.
+    let mut first_error = listing.get().err();
     let mut new_state: Option<State> = None;
     for part in [db_part, vol_part] {
         for line in part.notes {
@@ -983,15 +988,60 @@ fn previous_content(restic: &Restic, known: &[Snapshot], volume: &str) -> Option
     }
 }
 
+/// The content manifest the last scan on this host left at `path`, if readable.
+fn read_content_cache(path: &Path) -> Option<ContentManifest> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match ContentManifest::from_jsonl(&text) {
+        Ok(m) => {
+            log::debug!(
+                "{}: {} entries of the last scan",
+                path.display(),
+                m.entries.len()
+            );
+            Some(m)
+        }
+        Err(e) => {
+            log::debug!("{}: not used: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Leave this scan's content manifest for the next one (written aside, then renamed, so
+/// a reader never sees half of it). Failing only costs the next scan its shortcut.
+fn write_content_cache(path: &Path, content: &ContentManifest) {
+    let aside = path.with_extension("jsonl.new");
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&aside, content.to_jsonl()))
+        .and_then(|()| std::fs::rename(&aside, path));
+    if let Err(e) = written {
+        log::warn!(
+            "{}: the next scan reads the repository's copy instead: {e}",
+            path.display()
+        );
+    }
+}
+
 /// The volume's files go to restic while its content manifest is scanned beside it (the
 /// scan reads each file once, or not at all when the previous content manifest vouches
 /// for it); both must succeed for the volume to count.
+/// Where a volume's content scan finds the previous content manifest: the copy the
+/// last scan on this host left in the state dir, else the repository's (which needs the
+/// listing, a restic dump and its download).
+#[derive(Clone, Copy)]
+struct Scan<'a> {
+    listing: &'a Listing,
+    cache: &'a Path,
+}
+
 fn backup_volume(
     restic: &Restic,
     v: &Volume,
     set: &SetId,
     host: &str,
-    known: &[Snapshot],
+    scan: Scan<'_>,
     progress_shown: bool,
     part: &mut Part,
 ) -> Result<()> {
@@ -1006,8 +1056,15 @@ fn backup_volume(
     let (content, files) = std::thread::scope(|s| {
         let content = s.spawn(|| -> Result<(ContentManifest, BackupSummary, Duration)> {
             let t = Instant::now();
-            let previous = previous_content(restic, known, &v.name);
+            // Either copy is only a cache: an entry is reused only while the file's size,
+            // mtime, ctime and inode still match, so the local one needs no proof that
+            // it is the repository's newest.
+            let previous = match read_content_cache(scan.cache) {
+                Some(m) => Some(m),
+                None => previous_content(restic, scan.listing.get()?, &v.name),
+            };
             let (content, stats) = ContentManifest::scan_reusing(path, previous.as_ref())?;
+            write_content_cache(scan.cache, &content);
             log::debug!(
                 "volume {}: content scan took {:.2}s: hashed {} files ({} bytes), reused {} ({} bytes)",
                 v.name,

@@ -337,3 +337,97 @@ fn an_empty_volume_is_backed_up_as_zero_files() {
     assert_eq!(content.files, 0);
     assert!(content.entries.is_empty());
 }
+
+/// The last scan's content manifest is kept in the state dir and saves the next scan
+/// reading the repository's copy, but it is only a cache: a file rewritten in place with
+/// its size and mtime kept is hashed again (its ctime moved), and an unreadable cache
+/// means the repository's copy is used.
+#[test]
+fn the_kept_content_scan_is_a_cache_that_a_changed_file_does_not_fool() {
+    let w = World::new();
+    w.init();
+    w.cmd(&["run", "volumes"]).assert_success();
+    let cache = w.dir.join(format!("state/{ENV}/content-assets.jsonl"));
+    let kept = pimops::backupset::ContentManifest::from_jsonl(
+        &std::fs::read_to_string(&cache).expect("the kept content scan"),
+    )
+    .unwrap();
+    let m = w.latest_manifest();
+    let stored = pimops::backupset::read_content_manifest(
+        &w.restic(),
+        &m.volumes[0].content_manifest_snapshot,
+        "assets",
+    )
+    .unwrap();
+    assert_eq!(kept.to_jsonl(), stored.to_jsonl());
+
+    // Same size, same mtime, new bytes; a second later, so that its ctime differs from
+    // the one the scan recorded.
+    let entry = stored
+        .entries
+        .iter()
+        .find(|e| e.sha256.is_some())
+        .expect("a file");
+    let file = w.assets().join(&entry.path);
+    let old = std::fs::read(&file).unwrap();
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let new: Vec<u8> = old.iter().map(|b| b.wrapping_add(1)).collect();
+    std::fs::write(&file, &new).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let sha = |bytes: &[u8]| {
+        let out = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(bytes)?;
+                c.wait_with_output()
+            })
+            .expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    };
+    assert_eq!(entry.sha256, Some(sha(&old)));
+    w.cmd(&["run", "volumes"]).assert_success();
+    let m = w.latest_manifest();
+    let rescanned = pimops::backupset::read_content_manifest(
+        &w.restic(),
+        &m.volumes[0].content_manifest_snapshot,
+        "assets",
+    )
+    .unwrap();
+    let again = rescanned
+        .entries
+        .iter()
+        .find(|e| e.path == entry.path)
+        .unwrap();
+    assert_eq!(again.sha256, Some(sha(&new)), "{}", entry.path);
+
+    // A cache that cannot be read: the repository's copy is the previous scan then.
+    std::fs::write(&cache, "not json\n").unwrap();
+    let out = w.cmd(&["run", "volumes"]).assert_success();
+    assert_eq!(out.records_of("summary")[0]["result"], "ok", "{out}");
+    let m = w.latest_manifest();
+    let third = pimops::backupset::read_content_manifest(
+        &w.restic(),
+        &m.volumes[0].content_manifest_snapshot,
+        "assets",
+    )
+    .unwrap();
+    // Files and hashes; the stat fields may differ (a file inside the racy window of
+    // one scan has none).
+    let hashes = |c: &pimops::backupset::ContentManifest| -> Vec<(String, u64, Option<String>)> {
+        c.entries
+            .iter()
+            .map(|e| (e.path.clone(), e.size, e.sha256.clone()))
+            .collect()
+    };
+    assert_eq!(hashes(&third), hashes(&rescanned));
+    assert_eq!(std::fs::read_to_string(&cache).unwrap(), third.to_jsonl());
+}

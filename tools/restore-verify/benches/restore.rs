@@ -39,6 +39,7 @@ impl Bench {
             .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_key())
             .env("RESTIC_CACHE_DIR", self.dir.join("cache"))
             .env("PIMOPS_LOCK_DIR", self.dir.join("locks"))
+            .env("PIMOPS_STATE_DIR", self.dir.join("state"))
             .env("TMPDIR", self.dir.join("tmp"))
     }
 

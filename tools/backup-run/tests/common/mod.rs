@@ -115,6 +115,7 @@ impl World {
             .arg(self.config())
             .args(["--env", ENV, "--json"])
             .env("PIMOPS_LOCK_DIR", self.dir.join("locks"))
+            .env("PIMOPS_STATE_DIR", self.dir.join("state"))
             .env("RESTIC_PASSWORD", password)
             .env("AWS_ACCESS_KEY_ID", self.s3.access_key())
             .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_key())

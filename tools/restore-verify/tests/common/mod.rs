@@ -102,6 +102,7 @@ impl Estate {
             .env("AWS_ACCESS_KEY_ID", self.s3.access_key())
             .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_key())
             .env("PIMOPS_LOCK_DIR", self.dir.join("locks"))
+            .env("PIMOPS_STATE_DIR", self.dir.join("state"))
             .env("TMPDIR", self.dir.join("tmp"))
             .timeout(std::time::Duration::from_secs(300))
     }
