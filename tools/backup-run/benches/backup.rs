@@ -384,7 +384,10 @@ fn main() -> ExitCode {
         (
             "alone: one restic metadata call (snapshots)".into(),
             format!("{:.2} s", restic_call.as_secs_f64()),
-            "(6 per first run)".into(),
+            // A first run's small restic calls: the content manifest, the binlog closed
+            // after the counts, the manifest (its restic started early). The lock check
+            // and the listing are spared by a keyless look at the new repository.
+            "(3 per first run)".into(),
             true,
         ),
         (

@@ -155,7 +155,11 @@ fn backup_set(
         "keyless look at the repository took {:.3}s: {folders:?}",
         t.elapsed().as_secs_f64()
     );
-    let listing = Listing::start(&restic, host, folders.is_some_and(|f| !f.snapshots));
+    // The listing and the manifest's restic run niced: neither is needed before the
+    // stream is stored, and at the start they would take the CPU from it (on two cores,
+    // five restic processes deriving their keys at once slowed the stream by a quarter).
+    let background = restic.niced(10);
+    let listing = Listing::start(&background, host, folders.is_some_and(|f| !f.snapshots));
     match folders {
         Some(f) if !f.locks => {}
         _ => clear_stale_locks(&restic, rep)?,
@@ -163,7 +167,7 @@ fn backup_set(
     // Binlog shipping alone is not a set anyone restores: no manifest, so it never
     // becomes `latest`; its snapshots are found by their binlog:<file> tags.
     let pending =
-        (what != What::Binlogs).then(|| backupset::PendingManifest::start(&restic, set, host));
+        (what != What::Binlogs).then(|| backupset::PendingManifest::start(&background, set, host));
     let db = env.database.as_ref().filter(|_| needs_db);
     let chain = backup
         .incremental
