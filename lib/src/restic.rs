@@ -1961,12 +1961,13 @@ fn copy_counting(
 /// restic first and closes it afterwards.
 fn feed(p: Producer, mut stdin: ChildStdin, tx: &mpsc::Sender<Msg>, own: u64) -> Feed {
     let Producer {
-        name: _,
+        name,
         mut stdout,
         stderr,
         mut process,
         success_marker,
     } = p;
+    let started = Instant::now();
     let marker = success_marker.clone();
     let watcher = stderr.map(|e| thread::spawn(move || read_tail(e, marker.as_deref())));
     let counter = AtomicU64::new(0);
@@ -1993,6 +1994,11 @@ fn feed(p: Producer, mut stdin: ChildStdin, tx: &mpsc::Sender<Msg>, own: u64) ->
     }
     drop(stdout);
     let exit = process.wait();
+    log::debug!(
+        "{name}: its stream of {} bytes ended after {:.2}s",
+        counter.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
     let tail = watcher.map(|h| h.join().unwrap_or_default());
     if failure.is_none() && !restic_gone {
         failure = match exit {
