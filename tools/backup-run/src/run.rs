@@ -46,10 +46,20 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub const BINLOGS_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Run one set; `Err` when anything failed (the summary says `failed` first).
-pub fn run(ctx: &Context, rep: &mut Reporter, what: What, set: &SetId) -> Result<()> {
+/// Take the env's lock for a run of `what` (exit 75 naming the holder when it is held).
+pub fn lock(ctx: &Context, what: What) -> Result<pimops::lock::LockGuard> {
+    ctx.lock(&format!("backup-run run {}", what_name(what)))
+}
+
+/// Run one set under the env's lock `_lock` (see [`lock`]).
+pub fn run(
+    ctx: &Context,
+    rep: &mut Reporter,
+    what: What,
+    set: &SetId,
+    _lock: pimops::lock::LockGuard,
+) -> Result<()> {
     let backup = ctx.backup()?.clone();
-    let purpose = format!("backup-run run {}", what_name(what));
-    let _lock = ctx.lock(&purpose)?;
     // `binlogs` runs every few minutes: its success must not clear an alert a failed base
     // backup raised on the same check, so it only ever reports failure.
     let ping = backup.ping.as_deref().and_then(Ping::new);
