@@ -320,9 +320,7 @@ impl Manifest {
 
 /// Store the manifest as the set's last snapshot.
 pub fn write_manifest(restic: &Restic, manifest: &Manifest) -> Result<BackupSummary> {
-    let opts = BackupOptions::new(&manifest.host)
-        .tag(MANIFEST_TAG)
-        .tag(manifest.set_id.tag());
+    let opts = manifest_options(&manifest.host, &manifest.set_id);
     restic
         .backup_stdin(
             MANIFEST_FILENAME,
@@ -331,6 +329,11 @@ pub fn write_manifest(restic: &Restic, manifest: &Manifest) -> Result<BackupSumm
             |_| {},
         )
         .map_err(|e| e.context(format!("storing the manifest of set {}", manifest.set_id)))
+}
+
+/// How a set's manifest snapshot is tagged.
+fn manifest_options(host: &str, set: &SetId) -> BackupOptions {
+    BackupOptions::new(host).tag(MANIFEST_TAG).tag(set.tag())
 }
 
 /// The manifest's snapshot, with its restic started before the manifest exists: restic
@@ -386,7 +389,7 @@ impl PendingManifest {
     /// Start the restic that will store set `set`'s manifest for `host`.
     pub fn start(restic: &Restic, set: &SetId, host: &str) -> PendingManifest {
         let (tx, rx) = std::sync::mpsc::channel();
-        let opts = BackupOptions::new(host).tag(MANIFEST_TAG).tag(set.tag());
+        let opts = manifest_options(host, set);
         let restic = restic.clone();
         let stored = std::thread::spawn(move || {
             let reader = Pieces {

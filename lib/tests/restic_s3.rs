@@ -46,6 +46,30 @@ impl Fixture {
         Restic::new(&self.s3.repository(name), self.options(PASSWORD)).expect("restic")
     }
 
+    /// A backup into repository `name` that has read `bytes` and holds its lock until the
+    /// writer is dropped; joining it gives its result.
+    // std::io::pipe (1.87) in a test helper, as the #[test] bodies used it before: the
+    // MSRV binds the library, and the tests run on the machine's toolchain.
+    #[allow(clippy::incompatible_msrv)]
+    fn live_backup(
+        &self,
+        name: &str,
+        bytes: usize,
+    ) -> (
+        std::thread::JoinHandle<pimops::Result<pimops::restic::BackupSummary>>,
+        std::io::PipeWriter,
+    ) {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let repo = self.s3.repository(name);
+        let o = self.options(PASSWORD);
+        let live = std::thread::spawn(move || {
+            let r = Restic::new(&repo, o).unwrap();
+            r.backup_stdin("live.xb", &opts("live"), reader, |_| {})
+        });
+        writer.write_all(&random_bytes(bytes)).unwrap();
+        (live, writer)
+    }
+
     fn initialised(&self, name: &str) -> Restic {
         let r = self.restic(name);
         assert!(r.init().expect("init"), "a new repository is created");
@@ -392,16 +416,7 @@ fn locks_exclusive_ops_get_75_and_unlock_removes_only_stale_locks() {
     dead.wait().unwrap();
 
     // A live non-exclusive lock: a backup whose stdin is still open.
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let live = {
-        let repo = f.s3.repository("prod");
-        let o = f.options(PASSWORD);
-        std::thread::spawn(move || {
-            let r = Restic::new(&repo, o).unwrap();
-            r.backup_stdin("live.xb", &opts("live"), reader, |_| {})
-        })
-    };
-    writer.write_all(&random_bytes(1000)).unwrap();
+    let (live, writer) = f.live_backup("prod", 1000);
     assert!(wait_until(Duration::from_secs(20), || r
         .locks()
         .unwrap()
@@ -562,16 +577,7 @@ fn the_keyless_look_at_the_folders_agrees_with_restic() {
     );
 
     // A backup in progress holds a lock, as restic's own listing shows.
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let live = {
-        let repo = f.s3.repository("peek");
-        let o = f.options(PASSWORD);
-        std::thread::spawn(move || {
-            let r = Restic::new(&repo, o).unwrap();
-            r.backup_stdin("live.xb", &opts("live"), reader, |_| {})
-        })
-    };
-    writer.write_all(&random_bytes(100)).unwrap();
+    let (live, writer) = f.live_backup("peek", 100);
     assert!(wait_until(Duration::from_secs(20), || r
         .locks()
         .unwrap()

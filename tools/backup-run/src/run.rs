@@ -496,16 +496,15 @@ fn backup_database(
     let (streamed, early_part) = std::thread::scope(|s| {
         let binlogs = s.spawn(|| {
             let mut p = Part::default();
-            let shipped = binlog_on
-                .then(|| listing.get().map(shipped_in))
-                .transpose()
-                .and_then(|shipped| match shipped {
-                    Some(shipped) => unshipped_binlogs(&conn, &binlog_status, &shipped),
-                    None => Ok(None),
-                })
-                .and_then(|early| ship_files(early.unwrap_or_default(), restic, set, host, &mut p));
-            if let Err(e) = shipped {
-                p.error = Some(e);
+            let ship_early = |p: &mut Part| -> Result<()> {
+                let shipped = shipped_in(listing.get()?);
+                let early = unshipped_binlogs(&conn, &binlog_status, &shipped)?;
+                ship_files(early.unwrap_or_default(), restic, set, host, p)
+            };
+            if binlog_on {
+                if let Err(e) = ship_early(&mut p) {
+                    p.error = Some(e);
+                }
             }
             p
         });
@@ -568,16 +567,9 @@ fn backup_database(
             &format!("/{filename}"),
         ));
     }
-    let mut shipped = shipped_in(known);
-    shipped.extend(
-        early_part
-            .refs
-            .iter()
-            .filter(|r| r.kind == SnapshotKind::Binlog)
-            .map(|r| r.name.clone()),
-    );
     part.stored.extend(early_part.stored);
     part.refs.extend(early_part.refs);
+    let shipped = shipped_with(known, &part.refs);
     streamed?;
     if let Some(e) = early_part.error {
         return Err(e);
@@ -704,15 +696,7 @@ fn backup_database(
             .collect(),
         counts_at: counts_at.map(position),
     });
-    let shipped: HashSet<String> = shipped
-        .into_iter()
-        .chain(
-            part.refs
-                .iter()
-                .filter(|r| r.kind == SnapshotKind::Binlog)
-                .map(|r| r.name.clone()),
-        )
-        .collect();
+    let shipped = shipped_with(known, &part.refs);
     let at_file = part
         .database
         .as_ref()
@@ -862,6 +846,17 @@ fn snapshot_ref(kind: SnapshotKind, name: &str, s: &BackupSummary, path: &str) -
 pub fn shipped_binlogs(restic: &Restic, host: &str) -> Result<HashSet<String>> {
     let snaps = restic.snapshots(&SnapshotFilter::default().tag("binlog").host(host))?;
     Ok(shipped_in(&snaps))
+}
+
+/// The binlog file names in the repository (`known`) and those this run stored (`refs`).
+fn shipped_with(known: &[Snapshot], refs: &[SnapshotRef]) -> HashSet<String> {
+    let mut shipped = shipped_in(known);
+    shipped.extend(
+        refs.iter()
+            .filter(|r| r.kind == SnapshotKind::Binlog)
+            .map(|r| r.name.clone()),
+    );
+    shipped
 }
 
 /// The binlog file names among `snaps`' `binlog:<file>` tags.

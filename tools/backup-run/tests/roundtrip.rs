@@ -338,6 +338,17 @@ fn an_empty_volume_is_backed_up_as_zero_files() {
     assert!(content.entries.is_empty());
 }
 
+/// The content manifest of the newest set's volume.
+fn latest_content(w: &World) -> pimops::backupset::ContentManifest {
+    let m = w.latest_manifest();
+    pimops::backupset::read_content_manifest(
+        &w.restic(),
+        &m.volumes[0].content_manifest_snapshot,
+        &m.volumes[0].name,
+    )
+    .unwrap()
+}
+
 /// The last scan's content manifest is kept in the state dir and saves the next scan
 /// reading the repository's copy, but it is only a cache: a file rewritten in place with
 /// its size and mtime kept is hashed again (its ctime moved), and an unreadable cache
@@ -352,13 +363,7 @@ fn the_kept_content_scan_is_a_cache_that_a_changed_file_does_not_fool() {
         &std::fs::read_to_string(&cache).expect("the kept content scan"),
     )
     .unwrap();
-    let m = w.latest_manifest();
-    let stored = pimops::backupset::read_content_manifest(
-        &w.restic(),
-        &m.volumes[0].content_manifest_snapshot,
-        "assets",
-    )
-    .unwrap();
+    let stored = latest_content(&w);
     assert_eq!(kept.to_jsonl(), stored.to_jsonl());
 
     // Same size, same mtime, new bytes; a second later, so that its ctime differs from
@@ -395,13 +400,7 @@ fn the_kept_content_scan_is_a_cache_that_a_changed_file_does_not_fool() {
     };
     assert_eq!(entry.sha256, Some(sha(&old)));
     w.cmd(&["run", "volumes"]).assert_success();
-    let m = w.latest_manifest();
-    let rescanned = pimops::backupset::read_content_manifest(
-        &w.restic(),
-        &m.volumes[0].content_manifest_snapshot,
-        "assets",
-    )
-    .unwrap();
+    let rescanned = latest_content(&w);
     let again = rescanned
         .entries
         .iter()
@@ -413,13 +412,7 @@ fn the_kept_content_scan_is_a_cache_that_a_changed_file_does_not_fool() {
     std::fs::write(&cache, "not json\n").unwrap();
     let out = w.cmd(&["run", "volumes"]).assert_success();
     assert_eq!(out.records_of("summary")[0]["result"], "ok", "{out}");
-    let m = w.latest_manifest();
-    let third = pimops::backupset::read_content_manifest(
-        &w.restic(),
-        &m.volumes[0].content_manifest_snapshot,
-        "assets",
-    )
-    .unwrap();
+    let third = latest_content(&w);
     // Files and hashes; the stat fields may differ (a file inside the racy window of
     // one scan has none).
     let hashes = |c: &pimops::backupset::ContentManifest| -> Vec<(String, u64, Option<String>)> {
