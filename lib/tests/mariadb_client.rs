@@ -82,6 +82,51 @@ fn tables_counts_checksums_and_binlogs() {
 }
 
 #[test]
+fn a_tagged_count_is_killed_from_another_connection_and_an_untagged_one_is_not() {
+    let db = MariaDb::start();
+    // A view whose every row takes a second: a count of it runs long enough to be killed.
+    db.sql(
+        "CREATE DATABASE slow; CREATE TABLE slow.t (a INT) ENGINE=InnoDB;\n\
+         INSERT INTO slow.t VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10);\n\
+         CREATE VIEW slow.v AS SELECT a FROM slow.t WHERE SLEEP(1) = 0;",
+    );
+    let c = root(&db);
+    let view = [Table::new("slow", "v")];
+    let t = std::time::Instant::now();
+    let counted = std::thread::scope(|s| {
+        let counting = s.spawn(|| c.counts_at_snapshot_tagged(&view, &[], Some("t-1")));
+        // Nothing else carries the tag; the count is found once it has started.
+        let mut killed = 0;
+        while killed == 0 && !counting.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            killed = c.kill_tagged("t-1").unwrap();
+        }
+        assert_eq!(killed, 1);
+        assert_eq!(c.kill_tagged("t-2").unwrap(), 0);
+        counting.join().unwrap()
+    });
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "the count of 10 one-second rows was not cut short: {:?}",
+        t.elapsed()
+    );
+    let e = counted.expect_err("a killed count is an error, not a count");
+    assert!(e.to_string().contains("interrupted"), "{e}");
+    // The same count, untagged and unkilled, counts.
+    let quick = [Table::new("slow", "t")];
+    let whole = c
+        .counts_at_snapshot_tagged(&quick, &quick, Some("t-3"))
+        .unwrap();
+    assert_eq!(whole.counts[0].1, 10);
+    assert!(whole.checksums[0].1.is_some());
+    // A tag that could break out of the comment is refused before any SQL runs.
+    assert!(c.kill_tagged("x */ OR 1=1 /*").is_err());
+    assert!(c
+        .counts_at_snapshot_tagged(&quick, &[], Some("a b"))
+        .is_err());
+}
+
+#[test]
 fn a_password_user_authenticates_via_the_option_file_never_argv() {
     let db = MariaDb::start();
     let quoted = PASSWORD.replace('\\', "\\\\").replace('\'', "\\'");

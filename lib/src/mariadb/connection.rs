@@ -239,6 +239,11 @@ impl<'a> Connection<'a> {
     /// Run `sql` (statements on stdin) and return the rows of every result set in order,
     /// fields unescaped. Text columns that may be NULL must be selected as `HEX(…)`.
     pub fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        self.query_with(sql, &[])
+    }
+
+    /// [`query`](Self::query) with more client options.
+    fn query_with(&self, sql: &str, extra: &[&str]) -> Result<Vec<Vec<String>>> {
         let cmd = self
             .command(
                 Tool::Client,
@@ -246,7 +251,9 @@ impl<'a> Connection<'a> {
                     "--batch",
                     "--skip-column-names",
                     "--default-character-set=utf8mb4",
-                ],
+                ]
+                .into_iter()
+                .chain(extra.iter().copied()),
             )
             .stdin(sql.as_bytes().to_vec());
         let out = self.exec.run(&cmd)?;
@@ -360,18 +367,41 @@ impl<'a> Connection<'a> {
     /// from the transaction's read view: checked with a concurrent insert), so the
     /// checksums hold at the same position as the counts.
     pub fn counts_at_snapshot(&self, tables: &[Table], checksum: &[Table]) -> Result<CountsAt> {
+        self.counts_at_snapshot_tagged(tables, checksum, None)
+    }
+
+    /// [`counts_at_snapshot`](Self::counts_at_snapshot) with each counting statement
+    /// carrying the comment `/* tag */`, so that [`kill_tagged`](Self::kill_tagged) can
+    /// interrupt it from another connection. `tag` is letters, digits, `-` and `_`.
+    pub fn counts_at_snapshot_tagged(
+        &self,
+        tables: &[Table],
+        checksum: &[Table],
+        tag: Option<&str>,
+    ) -> Result<CountsAt> {
+        let comment = match tag {
+            Some(t) => format!("/* {} */ ", checked_tag(t)?),
+            None => String::new(),
+        };
         let mut sql = String::from(
             "START TRANSACTION WITH CONSISTENT SNAPSHOT;\n\
              SHOW SESSION STATUS LIKE 'binlog_snapshot_%';\n",
         );
         for (i, t) in tables.iter().enumerate() {
-            sql.push_str(&format!("SELECT {i}, COUNT(*) FROM {};\n", t.quoted()));
+            sql.push_str(&format!(
+                "SELECT {comment}{i}, COUNT(*) FROM {};\n",
+                t.quoted()
+            ));
         }
         for t in checksum {
-            sql.push_str(&format!("CHECKSUM TABLE {};\n", t.quoted()));
+            sql.push_str(&format!("CHECKSUM TABLE {comment}{};\n", t.quoted()));
         }
         sql.push_str("COMMIT;\n");
-        let rows = self.query(&sql)?;
+        // The client drops comments unless told to keep them.
+        let rows = match tag {
+            Some(_) => self.query_with(&sql, &["--comments"])?,
+            None => self.query(&sql)?,
+        };
         let checksum_names: Vec<String> = checksum.iter().map(Table::to_string).collect();
         let mut sums: Vec<Option<Option<u64>>> = vec![None; checksum.len()];
         let mut counts = vec![None; tables.len()];
@@ -443,6 +473,44 @@ impl<'a> Connection<'a> {
             checksums,
             at,
         })
+    }
+
+    /// `KILL QUERY` every statement of another connection whose text holds `/* tag */`
+    /// (see [`counts_at_snapshot_tagged`](Self::counts_at_snapshot_tagged)); how many
+    /// there were. Between two statements a tagged session runs none, so a caller that
+    /// must stop it repeats this until the session has ended.
+    pub fn kill_tagged(&self, tag: &str) -> Result<usize> {
+        let tag = checked_tag(tag)?;
+        let rows = self.query(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE '%/* {tag} */%' AND ID <> CONNECTION_ID();"
+        ))?;
+        let ids = rows
+            .iter()
+            .map(|r| match r.as_slice() {
+                [id] => id.parse::<u64>().map_err(|_| unexpected("PROCESSLIST", r)),
+                _ => Err(unexpected("PROCESSLIST", r)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let kills: String = ids.iter().map(|id| format!("KILL QUERY {id};\n")).collect();
+        // A statement that ended meanwhile is "Unknown thread id" (1094): with --force the
+        // client goes on to the others, and the error is no failure of this call.
+        let cmd = self
+            .command(Tool::Client, ["--batch", "--force"])
+            .stdin(kills.into_bytes());
+        let out = self.exec.run(&cmd)?;
+        let only_ended = out
+            .stderr_str()
+            .lines()
+            .filter(|l| l.starts_with("ERROR"))
+            .all(|l| l.starts_with("ERROR 1094"));
+        if !out.success() && !only_ended {
+            return Err(self.tool_error("mariadb", &out));
+        }
+        Ok(ids.len())
     }
 
     /// `CHECKSUM TABLE` of each table: `None` for a table that does not exist.
@@ -752,6 +820,20 @@ impl Drop for Connection<'_> {
             ),
             Err(e) => log::warn!("removing {} on {}: {e}", self.dir, self.exec.describe()),
         }
+    }
+}
+
+/// A statement tag as `counts_at_snapshot_tagged` and `kill_tagged` put it into SQL.
+fn checked_tag(tag: &str) -> Result<&str> {
+    let fine = !tag.is_empty()
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    match fine {
+        true => Ok(tag),
+        false => Err(Error::failed(format!(
+            "statement tag {tag:?}: only letters, digits, - and _"
+        ))),
     }
 }
 
