@@ -4,7 +4,8 @@
 //! grouped by path as restic groups them. Everything else follows from what is kept:
 //! a content manifest goes with its volume snapshot, a set's manifest goes when none of
 //! its db or volume snapshots is left, and a binlog goes when no kept base backup needs it
-//! for replay (it is older than the oldest kept base's binlog file). The plan is computed
+//! for replay (it is older than the oldest kept base's binlog file, or than the file its
+//! counts were taken in when that is earlier). The plan is computed
 //! here, with restic's bucket rules and local time, so `--dry-run` shows exactly what a
 //! real run forgets.
 
@@ -244,8 +245,9 @@ pub fn plan<Tz: chrono::TimeZone>(
     Ok(doomed)
 }
 
-/// The base binlog file of the oldest kept base backup that has a manifest recording one;
-/// `None` (keep every binlog) when no kept base backup says.
+/// The first binlog file the oldest kept base backup needs (its base's, or its counts'
+/// when earlier), of those whose manifest records one; `None` (keep every binlog) when
+/// no kept base backup says.
 fn oldest_needed_binlog(
     restic: &Restic,
     snaps: &[Snapshot],
@@ -263,8 +265,16 @@ fn oldest_needed_binlog(
     sets.sort();
     for set in sets {
         let m = backupset::read_manifest(restic, &SetSelector::Id(set), None)?;
-        if let Some(b) = m.database.and_then(|d| d.binlog) {
-            return Ok(Some(b.file));
+        let Some(d) = m.database else { continue };
+        // On a quiet database the counts may lie in the file before the base's (closed
+        // early in the backup, see backup-run's `quiet`), and the backup itself may have
+        // ended in it: that file is needed too.
+        let needed = match (d.binlog, d.counts_at) {
+            (Some(b), Some(c)) if binlog_before(&c.file, &b.file) => Some(c.file),
+            (b, _) => b.map(|b| b.file),
+        };
+        if needed.is_some() {
+            return Ok(needed);
         }
     }
     Ok(None)

@@ -7,6 +7,7 @@ pub mod context;
 pub mod forget;
 pub mod lsn;
 pub mod producer;
+pub mod quiet;
 pub mod report;
 pub mod run;
 

@@ -4,7 +4,10 @@
 //! backup; binlogs already closed ship beside it), then the exact row counts in one
 //! consistent snapshot together with the binlog position that snapshot stands at
 //! (`counts_at`), then `FLUSH BINARY LOGS` and every closed binlog not yet in the
-//! repository (so the binlogs from the base up to `counts_at` are stored). The volumes go
+//! repository (so the binlogs from the base up to `counts_at` are stored). A database
+//! nothing is logged to from the start to the end of the stream is counted during it and
+//! its binlog closed and shipped beside it (see `quiet`): the counts then stand at the
+//! start, which equals the base. The volumes go
 //! in concurrently with all of that, each with its content manifest scanned beside its
 //! backup (incrementally: see `backupset`). The set's manifest is stored LAST, after both
 //! parts succeeded: a set without one is incomplete and never `latest`. (Its restic starts
@@ -38,6 +41,7 @@ use crate::args::What;
 use crate::context::Context;
 use crate::lsn::{self, Checkpoints, Decision, State};
 use crate::producer;
+use crate::quiet;
 use crate::report::{write_metrics, Ping, Progress, Reporter};
 
 /// Default restic time limit for a whole `run` (a large physical backup takes hours).
@@ -486,18 +490,30 @@ fn backup_database(
         (None, _) => None,
     };
     let filename = db_filename(db.method);
+    let tables = conn.tables()?;
+    let checksum = checksum_of(&tables, checksum_tables, true);
     // Binlogs already closed when the backup starts go in beside the stream (their size
-    // is final), once the listing says which the repository lacks. The active one is not
-    // closed now but by the flush after the counts: it then holds what was written before
-    // and during the backup, and ships in one restic call instead of two. With the binlog
-    // cron shipping every few minutes, it holds minutes of writes, and every restic call
-    // costs about half a CPU-second (deriving the key) whatever it stores.
+    // is final), once the listing says which the repository lacks. The active one is
+    // closed a moment after the start when nothing was logged since (see `quiet`), and
+    // ships beside the stream too; else the flush after the counts closes it: it then
+    // holds what was written before and during the backup, and ships in one restic call
+    // instead of two. With the binlog cron shipping every few minutes it holds minutes of
+    // writes, and every restic call costs about half a CPU-second (deriving the key)
+    // whatever it stores.
     let before = binlog_status.current.clone();
-    let (streamed, early_part) = std::thread::scope(|s| {
+    let watch = before.clone().filter(|_| binlog_on).map(quiet::Watch::new);
+    let (streamed, early_part, early_counts) = std::thread::scope(|s| {
+        let early_counts = watch
+            .as_ref()
+            .map(|w| s.spawn(|| w.count(&conn, &tables, &checksum)));
+        let watcher = watch.as_ref().map(|w| s.spawn(|| w.watch(&conn)));
         let binlogs = s.spawn(|| {
             let mut p = Part::default();
             let ship_early = |p: &mut Part| -> Result<()> {
-                let shipped = shipped_in(listing.get()?);
+                if let Some(w) = &watch {
+                    close_active_if_quiet(&conn, &binlog_status, w, restic, set, host, p)?;
+                }
+                let shipped = shipped_with(listing.get()?, &p.refs);
                 let early = unshipped_binlogs(&conn, &binlog_status, &shipped)?;
                 ship_files(early.unwrap_or_default(), restic, set, host, p)
             };
@@ -509,11 +525,21 @@ fn backup_database(
             p
         });
         let streamed = stream_database(&conn, db, restic, set, host, chained.as_ref());
+        if let Some(w) = &watch {
+            w.end_of_stream(&conn);
+        }
         let early_part = binlogs.join().unwrap_or_else(|_| Part {
             error: Some(Error::failed("shipping binlogs: the worker panicked")),
             ..Part::default()
         });
-        (streamed, early_part)
+        if let Some(h) = watcher {
+            let _ = h.join();
+        }
+        let early_counts = early_counts.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::failed("the early count: the worker panicked")))
+        });
+        (streamed, early_part, early_counts)
     });
     let mut streamed = streamed?;
     // The listing's failure is the run's (a wrong password, say): the stream that went
@@ -610,41 +636,49 @@ fn backup_database(
         (Some(b), Some(a)) => !conn.logged_between(b, a)?,
         _ => false,
     };
-    let tables = conn.tables()?;
-    // The configured checksum tables that exist; one that does not is recorded without a
-    // checksum, and restore-verify says so.
-    let checksum: Vec<Table> = tables
-        .iter()
-        .filter(|t| checksum_tables.iter().any(|n| *n == t.to_string()))
-        .cloned()
-        .collect();
-    for n in checksum_tables {
-        if !checksum.iter().any(|t| t.to_string() == *n) {
-            log::warn!("checksum_tables: {n} does not exist in the database: no checksum recorded");
+    // Counted while the stream ran, on a database nothing was logged to since: the counts
+    // hold for the base backup. Else they are taken now (the table list again: a table
+    // created or dropped meanwhile was logged).
+    let early = match early_counts {
+        Some(Ok(c)) if quiet_so_far => Some(c),
+        Some(Err(e)) if !watch.as_ref().is_some_and(quiet::Watch::busy) => {
+            log::debug!("the early count failed, counting after the stream: {e}");
+            None
         }
-    }
-    let (counted, beside) = std::thread::scope(|s| {
-        let ship = quiet_so_far.then(|| {
-            s.spawn(|| {
-                let mut p = Part::default();
-                if let Err(e) = conn
-                    .flush_binary_logs()
-                    .and_then(|()| ship_binlogs(&conn, restic, set, host, &shipped, &mut p))
-                {
-                    p.error = Some(e);
-                }
-                p
+        _ => None,
+    };
+    let (counted, beside) = match early {
+        Some(c) => {
+            log::debug!("the database stayed quiet: its rows were counted during the stream");
+            (Ok(c), None)
+        }
+        None => {
+            let tables = conn.tables()?;
+            let checksum = checksum_of(&tables, checksum_tables, false);
+            std::thread::scope(|s| {
+                let ship = quiet_so_far.then(|| {
+                    s.spawn(|| {
+                        let mut p = Part::default();
+                        if let Err(e) = conn
+                            .flush_binary_logs()
+                            .and_then(|()| ship_binlogs(&conn, restic, set, host, &shipped, &mut p))
+                        {
+                            p.error = Some(e);
+                        }
+                        p
+                    })
+                });
+                let counted = conn.counts_at_snapshot(&tables, &checksum);
+                let beside = ship.map(|h| {
+                    h.join().unwrap_or_else(|_| Part {
+                        error: Some(Error::failed("shipping binlogs: the worker panicked")),
+                        ..Part::default()
+                    })
+                });
+                (counted, beside)
             })
-        });
-        let counted = conn.counts_at_snapshot(&tables, &checksum);
-        let beside = ship.map(|h| {
-            h.join().unwrap_or_else(|_| Part {
-                error: Some(Error::failed("shipping binlogs: the worker panicked")),
-                ..Part::default()
-            })
-        });
-        (counted, beside)
-    });
+        }
+    };
     if let Some(p) = beside {
         part.notes.extend(p.notes);
         part.stored.extend(p.stored);
@@ -660,7 +694,7 @@ fn backup_database(
     } = counted?;
     log::debug!(
         "exact row counts of {} tables took {:.2}s",
-        tables.len(),
+        counts.len(),
         t.elapsed().as_secs_f64()
     );
     log::debug!("binlog before the backup {before:?}, counts at {counts_at:?}");
@@ -709,6 +743,56 @@ fn backup_database(
         ship_binlogs(&conn, restic, set, host, &shipped, part)?;
     }
     Ok(())
+}
+
+/// The configured checksum tables that exist; one that does not is recorded without a
+/// checksum (restore-verify says so), and a warning says so when `warn`.
+fn checksum_of(tables: &[Table], configured: &[String], warn: bool) -> Vec<Table> {
+    let checksum: Vec<Table> = tables
+        .iter()
+        .filter(|t| configured.iter().any(|n| *n == t.to_string()))
+        .cloned()
+        .collect();
+    for n in configured.iter().filter(|_| warn) {
+        if !checksum.iter().any(|t| t.to_string() == *n) {
+            log::warn!("checksum_tables: {n} does not exist in the database: no checksum recorded");
+        }
+    }
+    checksum
+}
+
+/// When nothing was logged in the first moment of the backup, close the binlog that was
+/// active at its start and ship it (it is not in the repository: only closed files go
+/// there). A server written to meanwhile keeps its active file for the flush after the
+/// counts.
+fn close_active_if_quiet(
+    conn: &Connection<'_>,
+    status: &BinlogStatus,
+    watch: &quiet::Watch,
+    restic: &Restic,
+    set: &SetId,
+    host: &str,
+    part: &mut Part,
+) -> Result<()> {
+    std::thread::sleep(quiet::FIRST_LOOK);
+    if watch.busy() || !watch.quiet_now(conn) {
+        return Ok(());
+    }
+    let active = &watch.before().file;
+    conn.flush_binary_logs()?;
+    let closed = conn
+        .binlog_files()?
+        .into_iter()
+        .rev()
+        .skip(1)
+        .find(|f| f.name == *active);
+    let Some(file) = closed else {
+        // Purged or rotated out of reach meanwhile: the usual shipping takes over.
+        return Ok(());
+    };
+    log::debug!("nothing logged since the start: {active} closed and shipped beside the stream");
+    let reader = conn.binlog_reader(status, &file.name)?;
+    ship_files(vec![(file, reader)], restic, set, host, part)
 }
 
 /// One database stream stored: the producer's name, restic's summary and how long it

@@ -198,8 +198,11 @@ fn forget_keeps_the_last_set_and_what_it_needs() {
     );
     let newest = w.latest_manifest();
     assert_eq!(kept_sets, [newest.set_id.to_string()], "{after:?}");
-    // The kept base backup's binlogs from its base file on are still there.
-    let base = newest.database.unwrap().binlog.unwrap().file;
+    // The kept base backup's binlogs from its base file on are still there (from its
+    // counts' file when earlier: on a quiet database that is the file closed early).
+    let d = newest.database.unwrap();
+    let (base, counts) = (d.binlog.unwrap().file, d.counts_at.unwrap().file);
+    let base = base.min(counts);
     let binlogs: Vec<String> = after
         .iter()
         .flat_map(|s| tag_values(s, "binlog:"))
@@ -423,4 +426,86 @@ fn the_kept_content_scan_is_a_cache_that_a_changed_file_does_not_fool() {
     };
     assert_eq!(hashes(&third), hashes(&rescanned));
     assert_eq!(std::fs::read_to_string(&cache).unwrap(), third.to_jsonl());
+}
+
+#[test]
+fn a_quiet_database_is_counted_during_the_stream_and_a_busy_one_after_it() {
+    let w = World::new();
+    w.init();
+    // Quiet: nothing is written during the run. The counts are taken while the database
+    // streams, and the binlog active at the start is closed early and shipped with the
+    // set; the counts stand at the start, which nothing logged follows.
+    let quiet = w.cmd(&["-vv", "run", "db"]).assert_success();
+    assert!(
+        quiet
+            .stderr
+            .contains("its rows were counted during the stream"),
+        "{quiet}"
+    );
+    assert!(
+        quiet
+            .stderr
+            .contains("closed and shipped beside the stream"),
+        "{quiet}"
+    );
+    let m = w.latest_manifest();
+    let d = m.database.as_ref().unwrap();
+    let at = d.counts_at.as_ref().unwrap();
+    let shipped: Vec<&str> = m
+        .snapshots_of(SnapshotKind::Binlog)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        shipped.contains(&at.file.as_str()),
+        "{shipped:?} lacks {at:?}"
+    );
+    let rows = |name: &str| d.tables.iter().find(|t| t.name == name).map(|t| t.rows);
+    assert_eq!((rows("items"), rows("orders")), (Some(3), Some(2)));
+
+    // Busy: a writer keeps inserting. The counts are taken after the stream, at a
+    // position at or after the base backup's, and that binlog is shipped with the set.
+    w.db.sql("CREATE TABLE shop.log (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB;");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let socket = w.db.socket();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ok = std::process::Command::new("mariadb")
+                    .args(["--no-defaults", "-uroot"])
+                    .arg(format!("--socket={}", socket.display()))
+                    .args(["-e", "INSERT INTO shop.log () VALUES ();"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                n += u64::from(ok);
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let busy = w.cmd(&["-vv", "run", "db"]).run();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    let busy = busy.assert_success();
+    assert!(writes > 5, "the writer kept writing ({writes} inserts)");
+    assert!(!busy.stderr.contains("counted during the stream"), "{busy}");
+    assert!(busy.stderr.contains("exact row counts of "), "{busy}");
+    let m = w.latest_manifest();
+    let d = m.database.as_ref().unwrap();
+    let logged = d.tables.iter().find(|t| t.name == "log").map(|t| t.rows);
+    assert!(logged.is_some_and(|n| n > 0), "{:?}", d.tables);
+    let (base, at) = (d.binlog.as_ref().unwrap(), d.counts_at.as_ref().unwrap());
+    assert!(
+        (&at.file, at.position) >= (&base.file, base.position),
+        "counts at {at:?} before the base {base:?}"
+    );
+    let shipped: Vec<&str> = m
+        .snapshots_of(SnapshotKind::Binlog)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        shipped.contains(&at.file.as_str()),
+        "{shipped:?} lacks {at:?}"
+    );
 }

@@ -301,8 +301,11 @@ pub fn replay(
     stop: &Stop,
 ) -> Result<Replayed> {
     if let Stop::Position(p) = stop {
-        let at_base = p.file == base.file && p.position <= base.position;
-        if at_base {
+        // At or before the base: backup-run records counts taken before the base backup's
+        // position only when nothing was logged in between (it may even lie in the file
+        // before the base's, closed early in the backup), so there is nothing to replay.
+        let order = |p: &BinlogPosition| (repo::binlog_number(&p.file), p.position);
+        if order(p) <= order(base) {
             return Ok(Replayed::default());
         }
     }
@@ -339,6 +342,17 @@ pub fn replay(
         expected += 1;
     }
     match (wanted.first(), last) {
+        // Nothing shipped from the base file on: a history that ends before the base is
+        // not shipped yet (on a quiet database the base lies in the file that was active
+        // when the set was stored), a later one has a hole.
+        (None, _) if shipped.iter().all(|(n, _)| repo::binlog_number(n) < first) => {
+            return Err(Error::failed(format!(
+                "the shipped binlogs end before the base backup's binlog {}, which is not in \
+                 the repository yet: ship the newer binlogs (FLUSH BINARY LOGS, backup-run \
+                 binlogs) or choose an earlier time",
+                base.file
+            )))
+        }
         (None, _) => {
             return Err(Error::failed(format!(
                 "the base backup's binlog {} was never shipped to the repository",

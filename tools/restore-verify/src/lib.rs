@@ -55,7 +55,8 @@ pub fn man_page() -> ManPage {
                  Each is a JSON record {\"type\":\"check\",\"name\",\"status\":\"ok|failed\",\"message\"}; the summary \
                  carries rto_seconds (start to verified database and volumes, before restic check) and bytes_restored.",
                 "Row counts are exact under concurrent writes: backup-run records the binlog position its counts \
-                 were taken at (counts_at), and verify replays the shipped binlogs from the base backup up to it.",
+                 were taken at (counts_at), and verify replays the shipped binlogs from the base backup up to it. \
+                 A database nothing was logged to during the backup is counted at the backup's start: nothing to replay.",
                 "SIGINT and SIGTERM stop the run between steps; the scratch server and work directories are removed. \
                  A second signal exits at once.",
             ],

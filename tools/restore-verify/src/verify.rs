@@ -262,7 +262,7 @@ fn verify_db(
                         ),
                     };
                     let what = if r.files.is_empty() {
-                        format!("nothing to replay: {to} is the base backup's position")
+                        format!("nothing to replay: {to} is at or before the base backup's position")
                     } else {
                         format!(
                             "{} binlog files replayed from {}:{} to {to}",
