@@ -6,6 +6,7 @@
 //! Prometheus textfile metrics, and the health-check engine that both `healthcheck` and
 //! `swarm-deploy` run.
 
+pub mod atomic_file;
 pub mod backupset;
 pub mod cli;
 pub mod cloudflare;

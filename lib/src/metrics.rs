@@ -6,12 +6,7 @@
 //! file is named `.<name>.<random>.tmp`, so it never sees a half-written file.
 
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use rand::Rng;
 
 use crate::error::{Error, Result};
 
@@ -193,37 +188,11 @@ pub fn write_textfile(dir: &Path, file_name: &str, families: &[Family]) -> Resul
     }
     let text = render(families)?;
     let target = dir.join(file_name);
-    let tmp = dir.join(format!(
-        ".{file_name}.{:016x}.tmp",
-        rand::thread_rng().gen::<u64>()
-    ));
-    let result = write_then_rename(&tmp, &target, text.as_bytes());
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| Error::io(format!("writing metrics to {}", target.display()), e))?;
+    // 0644: node_exporter often runs as another user; hidden while written aside, as
+    // it reads only *.prom.
+    crate::atomic_file::write(&target, text.as_bytes(), Some(0o644))
+        .map_err(|e| Error::io(format!("writing metrics to {}", target.display()), e))?;
     Ok(target)
-}
-
-fn write_then_rename(tmp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(tmp)?;
-    // The umask may have narrowed the mode; node_exporter often runs as another user.
-    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(tmp, target)?;
-    // Make the rename itself durable; failing to sync a directory is not worth an error.
-    if let Some(parent) = target.parent() {
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1103,13 +1103,7 @@ fn read_content_cache(path: &Path) -> Option<ContentManifest> {
 /// Leave this scan's content manifest for the next one (written aside, then renamed, so
 /// a reader never sees half of it). Failing only costs the next scan its shortcut.
 fn write_content_cache(path: &Path, content: &ContentManifest) {
-    let aside = path.with_extension("jsonl.new");
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&aside, content.to_jsonl()))
-        .and_then(|()| std::fs::rename(&aside, path));
-    if let Err(e) = written {
+    if let Err(e) = pimops::atomic_file::write(path, content.to_jsonl().as_bytes(), None) {
         log::warn!(
             "{}: the next scan reads the repository's copy instead: {e}",
             path.display()

@@ -146,13 +146,5 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             io_reason(&e)
         ))
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
+    pimops::atomic_file::write(path, bytes, None).map_err(fail)
 }

@@ -11,9 +11,8 @@
 //! type, matching its key and valid for more than [`RENEW_WITHIN_DAYS`] days, is kept
 //! without any API call (so no token is needed then).
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 use pimops::cloudflare::{Client, OriginCertRequest};
 use pimops::error::io_reason;
@@ -265,25 +264,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             io_reason(&e)
         ))
     };
-    let name = path
-        .file_name()
-        .map_or_else(|| "origin".into(), |n| n.to_string_lossy().into_owned());
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
+    pimops::atomic_file::write(path, bytes, Some(mode)).map_err(fail)
 }
 
 fn record(

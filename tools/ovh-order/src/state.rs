@@ -1,7 +1,7 @@
 //! The state file: every order ovh-order placed, for the next run (no double order) and
 //! for a person auditing what was bought. JSON, no secrets, replaced atomically.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pimops::error::io_reason;
 use pimops::lock::{Lock, LockGuard};
@@ -82,12 +82,10 @@ impl State {
                 io_reason(&e)
             ))
         };
-        let tmp = tmp_path(path);
         let mut text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::failed(format!("serialising the state: {e}")))?;
         text.push('\n');
-        std::fs::write(&tmp, text).map_err(fail)?;
-        std::fs::rename(&tmp, path).map_err(fail)
+        pimops::atomic_file::write(path, text.as_bytes(), None).map_err(fail)
     }
 
     /// The last order of `kind`, or of any kind.
@@ -97,12 +95,6 @@ impl State {
             .rev()
             .find(|o| kind.is_none_or(|k| o.kind == k))
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// One ordering run at a time per state file: two concurrent `order --yes` would both
