@@ -73,7 +73,14 @@ impl Watch {
         tables: &[Table],
         checksum: &[Table],
     ) -> Result<CountsAt> {
+        let t = std::time::Instant::now();
         let counted = conn.counts_at_snapshot_tagged(tables, checksum, Some(&self.tag));
+        log::debug!(
+            "the early count of {} tables took {:.2}s{}",
+            tables.len(),
+            t.elapsed().as_secs_f64(),
+            if counted.is_ok() { "" } else { " and failed" }
+        );
         self.counted.store(true, Ordering::SeqCst);
         self.finish();
         counted
