@@ -1,7 +1,7 @@
 //! `make bench` for backup-run: a generated database (≥ 1 GiB by default) and a volume of
 //! mixed files of the same size, backed up by `backup-run run all` and by the bare
 //! `mariabackup … | restic backup --stdin` + `restic backup <dir>` pipeline in the same
-//! invocation, each into a new repository of its own, in `BENCH_REPS` (default 3) pairs
+//! invocation, each into a new repository of its own, in `BENCH_REPS` (default 5) pairs
 //! whose order alternates; each side's figure is its median, because one pair on a shared
 //! 2-core machine varies by ±10%. Then 1% of rows and files change (the rows
 //! are the newest 1% of ids, one range, as an import of recent products would touch; see
@@ -250,7 +250,7 @@ fn main() -> ExitCode {
     // One baseline and one first run make a pair; the pairs alternate which goes first, so
     // a drift in the machine's speed (a neighbour on the host, the page cache warming)
     // does not favour one side. Each side's figure is its median.
-    let reps = if full { reps_from_env(3) } else { 1 };
+    let reps = if full { reps_from_env(5) } else { 1 };
     let mut baselines = Vec::new();
     let mut firsts = Vec::new();
     let (mut cpu_base, mut cpu_first) = (0.0, 0.0);
