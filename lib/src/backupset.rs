@@ -36,13 +36,15 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Result};
 use crate::restic::{BackupOptions, BackupSummary, Restic, Snapshot, SnapshotFilter};
 
-/// The manifest format written by this version.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The manifest format written by this version. Version 2 carries the volumes' content
+/// manifests in the manifest's own snapshot, after the manifest (see [`set_stream`]);
+/// version 1 stored each in a snapshot of its own, which is still read.
+pub const MANIFEST_VERSION: u32 = 2;
 /// The file name of the manifest inside its snapshot.
 pub const MANIFEST_FILENAME: &str = "manifest.json";
 /// The tag that marks manifest snapshots.
 pub const MANIFEST_TAG: &str = "manifest";
-/// The tag that marks content-manifest snapshots.
+/// The tag that marks content-manifest snapshots (manifest version 1).
 pub const CONTENT_TAG: &str = "content";
 /// Manifests and content manifests larger than this are refused when read.
 const READ_LIMIT: u64 = 1 << 30;
@@ -251,8 +253,82 @@ pub struct VolumeInfo {
     pub path: String,
     pub files: u64,
     pub bytes: u64,
-    /// The snapshot holding `/content-<name>.jsonl`.
+    /// The snapshot holding `/content-<name>.jsonl` (manifest version 1); empty when the
+    /// content manifest follows the manifest in the manifest's snapshot.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content_manifest_snapshot: String,
+}
+
+impl VolumeInfo {
+    /// Whether the content manifest is in the manifest's snapshot.
+    pub fn content_in_manifest(&self) -> bool {
+        self.content_manifest_snapshot.is_empty()
+    }
+}
+
+/// The volumes' content manifests stored with a set, by volume name.
+pub type Contents = BTreeMap<String, ContentManifest>;
+
+/// What a manifest snapshot holds: the manifest (pretty JSON), then for each volume a line
+/// `{"content_of":"<name>"}` and its content manifest, a JSON object per line. One restic
+/// call stores the lot; a reader that wants the manifest only stops after its first JSON
+/// value.
+pub fn set_stream(manifest: &Manifest, contents: &[(&str, &ContentManifest)]) -> Vec<u8> {
+    let mut out = manifest.to_json();
+    out.push('\n');
+    for (name, content) in contents {
+        out.push_str(&serde_json::json!({ CONTENT_OF: name }).to_string());
+        out.push('\n');
+        out.push_str(&content.to_jsonl());
+    }
+    out.into_bytes()
+}
+
+const CONTENT_OF: &str = "content_of";
+
+/// Split a manifest snapshot's bytes (see [`set_stream`]) into the manifest and the
+/// content manifests that follow it (none for a version 1 set).
+pub fn parse_set_stream(bytes: &[u8]) -> Result<(Manifest, Contents)> {
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>();
+    let first = match values.next() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return Err(Error::data(format!("backup manifest: {e}"))),
+        None => return Err(Error::data("backup manifest: empty")),
+    };
+    let manifest = Manifest::from_value(first)?;
+    let rest = std::str::from_utf8(&bytes[values.byte_offset()..])
+        .map_err(|_| Error::data("the content manifests after the manifest are not UTF-8"))?;
+    let mut contents = Contents::new();
+    let mut section: Option<(String, String)> = None;
+    let header = format!("{{\"{CONTENT_OF}\":");
+    let close = |section: Option<(String, String)>, contents: &mut Contents| -> Result<()> {
+        if let Some((name, text)) = section {
+            let c = ContentManifest::from_jsonl(&text)
+                .map_err(|e| e.context(format!("content manifest of volume {name}")))?;
+            contents.insert(name, c);
+        }
+        Ok(())
+    };
+    for line in rest.lines() {
+        if line.starts_with(&header) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Error::data(format!("content manifest header {line:?}: {e}")))?;
+            let name = v[CONTENT_OF]
+                .as_str()
+                .ok_or_else(|| Error::data(format!("content manifest header {line:?}")))?;
+            close(section.take(), &mut contents)?;
+            section = Some((name.to_string(), String::new()));
+        } else if let Some((_, text)) = section.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        } else if !line.trim().is_empty() {
+            return Err(Error::data(
+                "data after the manifest that is no content manifest",
+            ));
+        }
+    }
+    close(section, &mut contents)?;
+    Ok((manifest, contents))
 }
 
 /// The manifest of one backup set.
@@ -303,6 +379,18 @@ impl Manifest {
         let de = &mut serde_json::Deserializer::from_str(text);
         let m: Manifest = serde_path_to_error::deserialize(de)
             .map_err(|e| Error::data(format!("backup manifest: {}: {}", e.path(), e.inner())))?;
+        m.checked()
+    }
+
+    /// [`Manifest::from_json`] of an already parsed JSON value.
+    pub fn from_value(value: serde_json::Value) -> Result<Manifest> {
+        let m: Manifest = serde_path_to_error::deserialize(value)
+            .map_err(|e| Error::data(format!("backup manifest: {}: {}", e.path(), e.inner())))?;
+        m.checked()
+    }
+
+    fn checked(self) -> Result<Manifest> {
+        let m = self;
         if m.version > MANIFEST_VERSION {
             return Err(Error::data(format!(
                 "backup manifest of set {} has version {}: this pimops reads up to version {MANIFEST_VERSION}",
@@ -319,13 +407,17 @@ impl Manifest {
 }
 
 /// Store the manifest as the set's last snapshot.
-pub fn write_manifest(restic: &Restic, manifest: &Manifest) -> Result<BackupSummary> {
+pub fn write_manifest(
+    restic: &Restic,
+    manifest: &Manifest,
+    contents: &[(&str, &ContentManifest)],
+) -> Result<BackupSummary> {
     let opts = manifest_options(&manifest.host, &manifest.set_id);
     restic
         .backup_stdin(
             MANIFEST_FILENAME,
             &opts,
-            std::io::Cursor::new(manifest.to_json().into_bytes()),
+            std::io::Cursor::new(set_stream(manifest, contents)),
             |_| {},
         )
         .map_err(|e| e.context(format!("storing the manifest of set {}", manifest.set_id)))
@@ -407,8 +499,13 @@ impl PendingManifest {
         }
     }
 
-    /// Store `manifest` (which must be this set's) and wait for its snapshot.
-    pub fn finish(mut self, manifest: &Manifest) -> Result<BackupSummary> {
+    /// Store `manifest` (which must be this set's) with the volumes' `contents` after it
+    /// (see [`set_stream`]) and wait for the snapshot.
+    pub fn finish(
+        mut self,
+        manifest: &Manifest,
+        contents: &[(&str, &ContentManifest)],
+    ) -> Result<BackupSummary> {
         if manifest.set_id != self.set {
             return Err(Error::failed(format!(
                 "the manifest of set {} cannot go into set {}'s snapshot",
@@ -417,7 +514,7 @@ impl PendingManifest {
         }
         if let Some(tx) = self.pieces.take() {
             // A send fails only when restic already gave up; its result says why.
-            let _ = tx.send(Piece::Data(manifest.to_json().into_bytes()));
+            let _ = tx.send(Piece::Data(set_stream(manifest, contents)));
             let _ = tx.send(Piece::End);
         }
         let stored = self.stored.take().map(|h| h.join());
@@ -471,6 +568,44 @@ pub fn read_manifest_direct(
     which: &SetSelector,
     host: Option<&str>,
 ) -> Result<Manifest> {
+    read_direct(restic, which, host, manifest_of_dump, |m| m)
+}
+
+/// [`read_manifest_direct`] with the content manifests stored after the manifest (none
+/// for a version 1 set: those are in snapshots of their own).
+pub fn read_set_direct(
+    restic: &Restic,
+    which: &SetSelector,
+    host: Option<&str>,
+) -> Result<(Manifest, Contents)> {
+    read_direct(
+        restic,
+        which,
+        host,
+        |mut dump| {
+            let mut bytes = Vec::new();
+            if let Some(out) = dump.stdout() {
+                let read = out.take(READ_LIMIT).read_to_end(&mut bytes);
+                dump.finish()?;
+                read.map_err(|e| Error::io("reading the manifest from restic", e))?;
+            } else {
+                dump.finish()?;
+            }
+            parse_set_stream(&bytes)
+        },
+        |(m, _)| m,
+    )
+}
+
+/// `restic dump latest` of the manifest `which` names, read by `read`; `manifest` finds
+/// the manifest in what that gives.
+fn read_direct<T>(
+    restic: &Restic,
+    which: &SetSelector,
+    host: Option<&str>,
+    read: impl FnOnce(crate::restic::Dump<'_>) -> Result<T>,
+    manifest: impl Fn(&T) -> &Manifest,
+) -> Result<T> {
     let mut filter = SnapshotFilter::default().tag(MANIFEST_TAG);
     if let SetSelector::Id(id) = which {
         filter = filter.tag(id.tag());
@@ -485,28 +620,20 @@ pub fn read_manifest_direct(
         };
         Error::failed(format!("{what} in {}", restic.repository()))
     };
-    let mut dump = restic.dump_latest(&filter, MANIFEST_FILENAME)?;
-    let mut bytes = Vec::new();
-    if let Some(out) = dump.stdout() {
-        out.take(READ_LIMIT)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("reading the manifest from restic", e))?;
-    }
-    match dump.finish() {
+    let dump = restic.dump_latest(&filter, MANIFEST_FILENAME)?;
+    let got = match read(dump) {
         Err(e) if e.message().contains("no snapshot found") => return Err(not_found()),
         Err(e) => return Err(e.context("reading the newest manifest")),
-        Ok(()) => {}
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::data("the newest manifest is not UTF-8".to_string()))?;
-    let m = Manifest::from_json(&text)?;
+        Ok(got) => got,
+    };
+    let m = manifest(&got);
     match which {
         SetSelector::Id(id) if m.set_id != *id => Err(Error::data(format!(
             "the manifest tagged {} names set {}",
             id.tag(),
             m.set_id
         ))),
-        _ => Ok(m),
+        _ => Ok(got),
     }
 }
 
@@ -534,11 +661,44 @@ pub fn newest_manifest<'s>(
 
 /// Read the manifest stored in snapshot `snapshot_id`, which belongs to `set`.
 pub fn read_manifest_snapshot(restic: &Restic, snapshot_id: &str, set: &SetId) -> Result<Manifest> {
+    manifest_of_dump(restic.dump(snapshot_id, MANIFEST_FILENAME)?)
+        .map_err(|e| e.context(format!("reading the manifest of set {set}")))
+}
+
+/// The manifest in snapshot `snapshot_id` (of `set`) and the content manifests stored
+/// with it (none for a version 1 set: those are in snapshots of their own).
+pub fn read_set_snapshot(
+    restic: &Restic,
+    snapshot_id: &str,
+    set: &SetId,
+) -> Result<(Manifest, Contents)> {
     let bytes = dump_bounded(restic, snapshot_id, MANIFEST_FILENAME)
         .map_err(|e| e.context(format!("reading the manifest of set {set}")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::data(format!("the manifest of set {set} is not UTF-8")))?;
-    Manifest::from_json(&text)
+    parse_set_stream(&bytes).map_err(|e| e.context(format!("the manifest of set {set}")))
+}
+
+/// The first JSON value of a manifest snapshot's dump: the manifest. The content
+/// manifests after it are read through (not parsed, not kept), so that restic ends as
+/// it should and leaves no lock behind.
+fn manifest_of_dump(mut dump: crate::restic::Dump<'_>) -> Result<Manifest> {
+    let Some(out) = dump.stdout() else {
+        dump.finish()?;
+        return Err(Error::data("backup manifest: restic gave no output"));
+    };
+    let mut reader = std::io::BufReader::new(out.take(READ_LIMIT));
+    let first = serde_json::Deserializer::from_reader(&mut reader)
+        .into_iter::<serde_json::Value>()
+        .next();
+    let drained = std::io::copy(&mut reader, &mut std::io::sink());
+    // restic's own failure (a wrong password, no such snapshot) says more than the
+    // empty or broken output it left.
+    dump.finish()?;
+    drained.map_err(|e| Error::io("reading the manifest from restic", e))?;
+    match first {
+        Some(Ok(v)) => Manifest::from_value(v),
+        Some(Err(e)) => Err(Error::data(format!("backup manifest: {e}"))),
+        None => Err(Error::data("backup manifest: empty")),
+    }
 }
 
 /// Store a volume's content manifest in the set; returns the snapshot (its id goes into
@@ -1052,6 +1212,31 @@ pub fn mismatch_error(volume: &str, mismatches: &[Mismatch]) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_stream_splits_into_the_manifest_and_each_volume_s_content() {
+        let dir = std::env::temp_dir().join(format!("pimops-set-stream-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::write(dir.join("a/x"), b"x").unwrap();
+        std::fs::write(dir.join("y"), b"yy").unwrap();
+        let full = ContentManifest::scan(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let empty = ContentManifest::from_entries(Vec::new(), BTreeMap::new());
+        let m = Manifest::new(SetId::new(), "prod", "pim-prod");
+        let bytes = set_stream(&m, &[("assets", &full), ("none", &empty)]);
+        let (back, contents) = parse_set_stream(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(contents["assets"], full);
+        assert_eq!(contents["none"].files, 0);
+        assert_eq!(contents.len(), 2);
+        // A manifest alone (version 1) has no contents; anything else after it is refused.
+        let (_, none) = parse_set_stream(m.to_json().as_bytes()).unwrap();
+        assert!(none.is_empty());
+        let junk = format!("{}\n{{\"path\":\"x\"}}\n", m.to_json());
+        assert!(parse_set_stream(junk.as_bytes()).is_err());
+        assert!(parse_set_stream(b"").is_err());
+        assert!(parse_set_stream(b"{\"version\":1").is_err());
+    }
 
     #[test]
     fn a_db_chain_round_trips_and_old_manifests_have_none() {

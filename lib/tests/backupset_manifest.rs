@@ -1,9 +1,10 @@
 //! Backup-set manifests: JSON round trip, and stored in a real restic repository on S3.
 
 use pimops::backupset::{
-    read_content_manifest, read_manifest, write_content_manifest, write_manifest, BinlogPosition,
-    ContentManifest, DatabaseInfo, DbMethod, Manifest, SetId, SetSelector, SnapshotKind,
-    SnapshotRef, TableInfo, VolumeInfo, MANIFEST_VERSION,
+    read_content_manifest, read_manifest, read_manifest_direct, read_set_direct,
+    write_content_manifest, write_manifest, BinlogPosition, ContentManifest, DatabaseInfo,
+    DbMethod, Manifest, SetId, SetSelector, SnapshotKind, SnapshotRef, TableInfo, VolumeInfo,
+    MANIFEST_VERSION,
 };
 use pimops::restic::{Restic, ResticOptions, SnapshotFilter};
 use pimops::secrets::Secret;
@@ -134,8 +135,8 @@ fn manifests_and_content_manifests_are_stored_in_the_set() {
     let t = chrono::Utc::now();
     let older = sample(SetId::at(t - chrono::Duration::hours(1)));
     let newer = sample(SetId::at(t));
-    write_manifest(&r, &newer).unwrap();
-    write_manifest(&r, &older).unwrap();
+    write_manifest(&r, &newer, &[]).unwrap();
+    write_manifest(&r, &older, &[]).unwrap();
 
     assert_eq!(
         read_manifest(&r, &SetSelector::Latest, None).unwrap(),
@@ -171,4 +172,29 @@ fn manifests_and_content_manifests_are_stored_in_the_set() {
     let e = write_content_manifest(&r, &newer.set_id, "pim-prod", "../x", &content)
         .expect_err("bad name");
     assert_eq!(e.kind(), ErrorKind::Config);
+
+    // Version 2: the content manifests ride in the manifest's snapshot. Readers of the
+    // manifest alone get it; readers of the set get both.
+    let empty = ContentManifest::scan(tempfile::tempdir().unwrap().path()).unwrap();
+    let mut newest = sample(SetId::at(t + chrono::Duration::hours(1)));
+    for v in &mut newest.volumes {
+        v.content_manifest_snapshot = String::new();
+    }
+    write_manifest(&r, &newest, &[("assets", &content), ("empty", &empty)]).unwrap();
+    assert_eq!(
+        read_manifest(&r, &SetSelector::Latest, None).unwrap(),
+        newest
+    );
+    assert_eq!(
+        read_manifest_direct(&r, &SetSelector::Latest, None).unwrap(),
+        newest
+    );
+    let (m, contents) = read_set_direct(&r, &SetSelector::Latest, Some("pim-prod")).unwrap();
+    assert_eq!(m, newest);
+    assert_eq!(contents.len(), 2);
+    assert_eq!(contents["assets"], content);
+    assert_eq!(contents["empty"].files, 0);
+    // A version 1 set has none after its manifest.
+    let (m, contents) = read_set_direct(&r, &SetSelector::Id(newer.set_id.clone()), None).unwrap();
+    assert_eq!((m, contents.len()), (newer, 0));
 }

@@ -2,7 +2,8 @@
 //!
 //! The keep policy applies to the base backups (`db`) and to the volume snapshots, each
 //! grouped by path as restic groups them. Everything else follows from what is kept:
-//! a content manifest goes with its volume snapshot, a set's manifest goes when none of
+//! a content manifest stored on its own (sets before manifest version 2; later ones carry
+//! it in the manifest) goes with its volume snapshot, a set's manifest goes when none of
 //! its db or volume snapshots is left, and a binlog goes when no kept base backup needs it
 //! for replay (it is older than the oldest kept base's binlog file, or than the file its
 //! counts were taken in when that is earlier). The plan is computed

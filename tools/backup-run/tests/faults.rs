@@ -347,13 +347,7 @@ fn volumes_with_3000_files_are_counted_and_dry_run_changes_nothing() {
     let m = w.latest_manifest();
     assert_eq!(m.volumes[0].files, 20 + 30 * 99);
     assert!(m.database.is_none());
-    let restic = w.restic();
-    let content = pimops::backupset::read_content_manifest(
-        &restic,
-        &m.volumes[0].content_manifest_snapshot,
-        "assets",
-    )
-    .unwrap();
+    let content = w.latest_content("assets");
     assert_eq!(content.entries.len(), 20 + 30 * 99);
     let _: &Path = &assets;
 }

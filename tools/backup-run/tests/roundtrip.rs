@@ -27,13 +27,15 @@ fn run_all_stores_one_complete_set_with_exact_counts() {
         .iter()
         .map(|r| r["kind"].as_str().unwrap().to_string())
         .collect();
-    for k in ["db", "binlog", "content", "volume", "manifest"] {
+    for k in ["db", "binlog", "volume", "manifest"] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
+    // The content manifest is stored with the manifest, not in a snapshot of its own.
+    assert!(!kinds.iter().any(|x| x == "content"), "{kinds:?}");
 
     // Every snapshot carries the set tag and the stable host.
     let snaps = w.snapshots();
-    assert!(snaps.len() >= 5, "{snaps:?}");
+    assert!(snaps.len() >= 4, "{snaps:?}");
     for s in &snaps {
         assert_eq!(tag_values(s, "set:"), std::slice::from_ref(&set), "{s:?}");
         assert_eq!(s.hostname, HOST);
@@ -77,6 +79,9 @@ fn run_all_stores_one_complete_set_with_exact_counts() {
     assert_eq!(m.volumes.len(), 1);
     assert_eq!(m.volumes[0].files, 20);
     assert!(m.finished.is_some());
+    let content = w.latest_content("assets");
+    assert_eq!((content.files, content.bytes), (20, m.volumes[0].bytes));
+    assert_eq!(content.entries.len(), 20);
 
     // Metrics per kind, pings start then success.
     let metrics = w.metrics();
@@ -331,25 +336,14 @@ fn an_empty_volume_is_backed_up_as_zero_files() {
     let m = w.latest_manifest();
     assert_eq!(m.volumes.len(), 1);
     assert_eq!((m.volumes[0].files, m.volumes[0].bytes), (0, 0));
-    let content = pimops::backupset::read_content_manifest(
-        &w.restic(),
-        &m.volumes[0].content_manifest_snapshot,
-        &m.volumes[0].name,
-    )
-    .expect("the empty content manifest reads back");
+    let content = w.latest_content("assets");
     assert_eq!(content.files, 0);
     assert!(content.entries.is_empty());
 }
 
 /// The content manifest of the newest set's volume.
 fn latest_content(w: &World) -> pimops::backupset::ContentManifest {
-    let m = w.latest_manifest();
-    pimops::backupset::read_content_manifest(
-        &w.restic(),
-        &m.volumes[0].content_manifest_snapshot,
-        &m.volumes[0].name,
-    )
-    .unwrap()
+    w.latest_content("assets")
 }
 
 /// The last scan's content manifest is kept in the state dir and saves the next scan

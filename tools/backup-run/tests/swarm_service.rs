@@ -190,7 +190,7 @@ fn run_all_backs_up_a_swarm_service_into_a_restorable_set() {
     assert_eq!(summary["result"], "ok", "{out}");
     let set = summary["set"].as_str().expect("set id").to_string();
     let kinds = kinds(&out);
-    for k in ["db", "binlog", "content", "volume", "manifest"] {
+    for k in ["db", "binlog", "volume", "manifest"] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
     assert!(

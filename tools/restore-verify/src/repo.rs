@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pimops::backupset::{self, Manifest, SetSelector};
+use pimops::backupset::{self, Contents, Manifest, SetSelector};
 use pimops::inventory::{Backup, Env, Inventory};
 use pimops::restic::{Restic, ResticOptions, SnapshotFilter};
 use pimops::{Error, Result};
@@ -55,6 +55,14 @@ pub fn manifest(restic: &Restic, backup: &Backup, set: &str) -> Result<Manifest>
         .parse()
         .map_err(|e: Error| Error::usage(format!("--set: {}", e.message())))?;
     backupset::read_manifest_direct(restic, &which, Some(&backup.host))
+}
+
+/// The manifest of the set `--set` names, with the content manifests stored after it.
+pub fn set(restic: &Restic, backup: &Backup, set: &str) -> Result<(Manifest, Contents)> {
+    let which: SetSelector = set
+        .parse()
+        .map_err(|e: Error| Error::usage(format!("--set: {}", e.message())))?;
+    backupset::read_set_direct(restic, &which, Some(&backup.host))
 }
 
 /// Every binlog file shipped to the repository (tag `binlog:<name>`), by name, sorted by

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use pimops::backupset::{BinlogPosition, DatabaseInfo, DbMethod, Manifest};
+use pimops::backupset::{BinlogPosition, Contents, DatabaseInfo, DbMethod, Manifest};
 use pimops::cli::CommonArgs;
 use pimops::inventory::{Backup, Inventory};
 use pimops::lock::Lock;
@@ -92,7 +92,7 @@ fn verify(
 ) -> Result<()> {
     let start = Instant::now();
     let restic = repo::open(backup, &args.set)?;
-    let manifest = repo::manifest(&restic, backup, &args.set.set)?;
+    let (manifest, contents) = repo::set(&restic, backup, &args.set.set)?;
     log::info!("verifying set {} of {env}", manifest.set_id);
     let work = work_dir(&args.set)?;
     // The volumes restore and compare on their own thread while the database is
@@ -108,6 +108,7 @@ fn verify(
             verify_volumes(
                 &vol_restic,
                 &manifest,
+                &contents,
                 work.path(),
                 backup.volume_sample_pct,
                 interrupt,
@@ -192,6 +193,7 @@ type VolumeResults = Vec<(String, Result<(u64, String)>, u64)>;
 fn verify_volumes(
     restic: &Restic,
     manifest: &Manifest,
+    contents: &Contents,
     work: &Path,
     sample_pct: f64,
     interrupt: &Interrupt,
@@ -201,7 +203,14 @@ fn verify_volumes(
         interrupt.check()?;
         let target = work.join("volumes").join(&vol.name);
         let t = Instant::now();
-        let result = volumes::verify(restic, manifest, vol, &target, sample_pct);
+        let result = volumes::verify(
+            restic,
+            manifest,
+            vol,
+            contents.get(&vol.name),
+            &target,
+            sample_pct,
+        );
         let ms = t.elapsed().as_millis() as u64;
         let _ = std::fs::remove_dir_all(&target);
         results.push((format!("volume:{}", vol.name), result, ms));

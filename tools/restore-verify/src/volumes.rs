@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pimops::backupset::{self, Manifest, SnapshotKind, VolumeInfo};
+use std::borrow::Cow;
+
+use pimops::backupset::{self, ContentManifest, Manifest, SnapshotKind, VolumeInfo};
 use pimops::restic::Restic;
 use pimops::{Error, Result};
 
@@ -38,18 +40,28 @@ pub fn restore(
 
 /// Restore into `target` and compare; `Ok` says what was verified, the error names every
 /// file that differs.
+/// `stored` is the content manifest stored with the set's manifest, if any.
 pub fn verify(
     restic: &Restic,
     manifest: &Manifest,
     vol: &VolumeInfo,
+    stored: Option<&ContentManifest>,
     target: &Path,
     sample_pct: f64,
 ) -> Result<(u64, String)> {
-    // The content manifest is read while the files are restored: neither waits for the
-    // other's restic call.
+    // A content manifest in a snapshot of its own (manifest version 1) is read while the
+    // files are restored: neither waits for the other's restic call.
     let (root, expected) = std::thread::scope(|s| {
-        let expected = s.spawn(|| {
-            backupset::read_content_manifest(restic, &vol.content_manifest_snapshot, &vol.name)
+        let expected = s.spawn(|| match (stored, vol.content_in_manifest()) {
+            (Some(c), _) => Ok(Cow::Borrowed(c)),
+            (None, true) => Err(Error::failed(format!(
+                "the set's manifest holds no content manifest of volume {}",
+                vol.name
+            ))),
+            (None, false) => {
+                backupset::read_content_manifest(restic, &vol.content_manifest_snapshot, &vol.name)
+                    .map(Cow::Owned)
+            }
         });
         let t = std::time::Instant::now();
         let root = restore(restic, manifest, vol, target);

@@ -172,6 +172,20 @@ impl World {
             .expect("manifest")
     }
 
+    /// The content manifest of the newest set's volume `name`, stored with its manifest.
+    pub fn latest_content(&self, name: &str) -> pimops::backupset::ContentManifest {
+        let (m, mut contents) =
+            pimops::backupset::read_set_direct(&self.restic(), &SetSelector::Latest, Some(HOST))
+                .expect("manifest");
+        let v = m
+            .volumes
+            .iter()
+            .find(|v| v.name == name)
+            .expect("the volume");
+        assert!(v.content_in_manifest(), "{v:?}");
+        contents.remove(name).expect("its content manifest")
+    }
+
     pub fn metrics(&self) -> String {
         std::fs::read_to_string(self.dir.join("metrics").join(format!("backup_{ENV}.prom")))
             .unwrap_or_default()
