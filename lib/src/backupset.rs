@@ -389,15 +389,15 @@ impl Manifest {
         m.checked()
     }
 
+    /// One written by a newer pimops is refused rather than misread.
     fn checked(self) -> Result<Manifest> {
-        let m = self;
-        if m.version > MANIFEST_VERSION {
+        if self.version > MANIFEST_VERSION {
             return Err(Error::data(format!(
                 "backup manifest of set {} has version {}: this pimops reads up to version {MANIFEST_VERSION}",
-                m.set_id, m.version
+                self.set_id, self.version
             )));
         }
-        Ok(m)
+        Ok(self)
     }
 
     /// The snapshots of one kind.
@@ -582,17 +582,7 @@ pub fn read_set_direct(
         restic,
         which,
         host,
-        |mut dump| {
-            let mut bytes = Vec::new();
-            if let Some(out) = dump.stdout() {
-                let read = out.take(READ_LIMIT).read_to_end(&mut bytes);
-                dump.finish()?;
-                read.map_err(|e| Error::io("reading the manifest from restic", e))?;
-            } else {
-                dump.finish()?;
-            }
-            parse_set_stream(&bytes)
-        },
+        |dump| parse_set_stream(&bytes_of_dump(dump, MANIFEST_FILENAME)?),
         |(m, _)| m,
     )
 }
@@ -751,14 +741,19 @@ fn content_filename(volume: &str) -> Result<String> {
 }
 
 fn dump_bounded(restic: &Restic, snapshot_id: &str, path: &str) -> Result<Vec<u8>> {
-    let mut dump = restic.dump(snapshot_id, path)?;
+    bytes_of_dump(restic.dump(snapshot_id, path)?, path)
+}
+
+/// All of a dump's bytes (up to `READ_LIMIT`); restic's own failure comes first, as it
+/// says more than the output it left.
+fn bytes_of_dump(mut dump: crate::restic::Dump<'_>, path: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    if let Some(out) = dump.stdout() {
-        out.take(READ_LIMIT)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(format!("reading {path} from restic"), e))?;
-    }
+    let read = match dump.stdout() {
+        Some(out) => out.take(READ_LIMIT).read_to_end(&mut bytes).map(drop),
+        None => Ok(()),
+    };
     dump.finish()?;
+    read.map_err(|e| Error::io(format!("reading {path} from restic"), e))?;
     Ok(bytes)
 }
 

@@ -65,19 +65,19 @@ impl Watch {
         self.busy.load(Ordering::SeqCst)
     }
 
-    /// Count `tables` (and checksum `checksum`) in one snapshot, in statements the
-    /// watch can kill.
+    /// Count the tables `which` names (with those to checksum) in one snapshot, in
+    /// statements the watch can kill. However it ends, the watch learns that it ended.
     pub fn count(
         &self,
         conn: &Connection<'_>,
-        tables: &[Table],
-        checksum: &[Table],
+        which: impl FnOnce() -> Result<(Vec<Table>, Vec<Table>)>,
     ) -> Result<CountsAt> {
         let t = std::time::Instant::now();
-        let counted = conn.counts_at_snapshot_tagged(tables, checksum, Some(&self.tag));
+        let counted = which().and_then(|(tables, checksum)| {
+            conn.counts_at_snapshot_tagged(&tables, &checksum, Some(&self.tag))
+        });
         log::debug!(
-            "the early count of {} tables took {:.2}s{}",
-            tables.len(),
+            "the early count took {:.2}s{}",
             t.elapsed().as_secs_f64(),
             if counted.is_ok() { "" } else { " and failed" }
         );

@@ -211,12 +211,14 @@ fn backup_set(
     let (db_part, vol_part) = std::thread::scope(|s| {
         let vols = s.spawn(|| {
             let mut part = Part::default();
+            let previous = PreviousSet::new();
             for v in volumes {
                 let t = Instant::now();
                 let cache = State::new(&ctx.state_dir, &env.name).content_cache(&v.name);
                 let scan = Scan {
                     listing: &listing,
                     cache: &cache,
+                    previous: &previous,
                 };
                 if let Err(e) =
                     backup_volume(&vol_restic, v, set, host, scan, db.is_none(), &mut part)
@@ -263,10 +265,7 @@ fn backup_set(
             }
             log::debug!("database part took {:.2}s", t.elapsed().as_secs_f64());
         }
-        let vol_part = vols.join().unwrap_or_else(|_| Part {
-            error: Some(Error::failed("backing up the volumes: the worker panicked")),
-            ..Part::default()
-        });
+        let vol_part = joined(vols, "backing up the volumes");
         (db_part, vol_part)
     });
     // The listing's failure (a wrong password, storage down) explains any other.
@@ -416,6 +415,14 @@ struct Part {
     error: Option<Error>,
 }
 
+/// A worker's part, or a failed one when the worker panicked.
+fn joined(worker: std::thread::ScopedJoinHandle<'_, Part>, what: &str) -> Part {
+    worker.join().unwrap_or_else(|_| Part {
+        error: Some(Error::failed(format!("{what}: the worker panicked"))),
+        ..Part::default()
+    })
+}
+
 struct Stored {
     kind: &'static str,
     name: String,
@@ -496,8 +503,6 @@ fn backup_database(
         (None, _) => None,
     };
     let filename = db_filename(db.method);
-    let tables = conn.tables()?;
-    let checksum = checksum_of(&tables, checksum_tables, true);
     // Binlogs already closed when the backup starts go in beside the stream (their size
     // is final), once the listing says which the repository lacks. The active one is
     // closed a moment after the start when nothing was logged since (see `quiet`), and
@@ -509,9 +514,16 @@ fn backup_database(
     let before = binlog_status.current.clone();
     let watch = before.clone().filter(|_| binlog_on).map(quiet::Watch::new);
     let (streamed, early_part, early_counts) = std::thread::scope(|s| {
-        let early_counts = watch
-            .as_ref()
-            .map(|w| s.spawn(|| w.count(&conn, &tables, &checksum)));
+        // The count reads the table list itself, so that the stream need not wait for it.
+        let early_counts = watch.as_ref().map(|w| {
+            s.spawn(|| {
+                w.count(&conn, || {
+                    let tables = conn.tables()?;
+                    let checksum = checksum_of(&tables, checksum_tables, true);
+                    Ok((tables, checksum))
+                })
+            })
+        });
         let watcher = watch.as_ref().map(|w| s.spawn(|| w.watch(&conn)));
         let binlogs = s.spawn(|| {
             let mut p = Part::default();
@@ -534,10 +546,7 @@ fn backup_database(
         if let Some(w) = &watch {
             w.end_of_stream(&conn);
         }
-        let early_part = binlogs.join().unwrap_or_else(|_| Part {
-            error: Some(Error::failed("shipping binlogs: the worker panicked")),
-            ..Part::default()
-        });
+        let early_part = joined(binlogs, "shipping binlogs");
         if let Some(h) = watcher {
             let _ = h.join();
         }
@@ -645,6 +654,8 @@ fn backup_database(
     // Counted while the stream ran, on a database nothing was logged to since: the counts
     // hold for the base backup. Else they are taken now (the table list again: a table
     // created or dropped meanwhile was logged).
+    // The early count has warned of missing checksum tables already.
+    let warned = early_counts.is_some();
     let early = match early_counts {
         Some(Ok(c)) if quiet_so_far => Some(c),
         Some(Err(e)) if !watch.as_ref().is_some_and(quiet::Watch::busy) => {
@@ -660,7 +671,7 @@ fn backup_database(
         }
         None => {
             let tables = conn.tables()?;
-            let checksum = checksum_of(&tables, checksum_tables, false);
+            let checksum = checksum_of(&tables, checksum_tables, !warned);
             std::thread::scope(|s| {
                 let ship = quiet_so_far.then(|| {
                     s.spawn(|| {
@@ -675,12 +686,7 @@ fn backup_database(
                     })
                 });
                 let counted = conn.counts_at_snapshot(&tables, &checksum);
-                let beside = ship.map(|h| {
-                    h.join().unwrap_or_else(|_| Part {
-                        error: Some(Error::failed("shipping binlogs: the worker panicked")),
-                        ..Part::default()
-                    })
-                });
+                let beside = ship.map(|h| joined(h, "shipping binlogs"));
                 (counted, beside)
             })
         }
@@ -1064,13 +1070,23 @@ fn ship_files(
 /// The newest content manifest of `volume` among `known`, if it can be read; a scan
 /// without one hashes every file (the manifest is a cache here, never trusted blindly:
 /// only entries whose size, mtime, ctime and inode still match are reused).
-fn previous_content(restic: &Restic, known: &[Snapshot], volume: &str) -> Option<ContentManifest> {
-    let (set, snap) = backupset::newest_manifest(known, &SetSelector::Latest)?;
+fn previous_content(
+    restic: &Restic,
+    known: &[Snapshot],
+    previous: &PreviousSet,
+    volume: &str,
+) -> Option<ContentManifest> {
     let t = Instant::now();
+    let newest = previous.get_or_init(|| {
+        let (set, snap) = backupset::newest_manifest(known, &SetSelector::Latest)?;
+        backupset::read_set_snapshot(restic, &snap.id, &set)
+            .inspect_err(|e| log::warn!("the volumes' files are all hashed again: {e}"))
+            .ok()
+    });
+    let (m, contents) = newest.as_ref()?;
     let read = || -> Result<Option<ContentManifest>> {
-        let (m, mut contents) = backupset::read_set_snapshot(restic, &snap.id, &set)?;
-        if let Some(c) = contents.remove(volume) {
-            return Ok(Some(c));
+        if let Some(c) = contents.get(volume) {
+            return Ok(Some(c.clone()));
         }
         // A set of manifest version 1 stored it in a snapshot of its own.
         match m.volumes.iter().find(|v| v.name == volume) {
@@ -1128,18 +1144,23 @@ fn write_content_cache(path: &Path, content: &ContentManifest) {
     }
 }
 
-/// The volume's files go to restic while its content manifest is scanned beside it (the
-/// scan reads each file once, or not at all when the previous content manifest vouches
-/// for it); both must succeed for the volume to count.
 /// Where a volume's content scan finds the previous content manifest: the copy the
 /// last scan on this host left in the state dir, else the repository's (which needs the
-/// listing, a restic dump and its download).
+/// listing, a restic dump and its download: read once for all the volumes).
 #[derive(Clone, Copy)]
 struct Scan<'a> {
     listing: &'a Listing,
     cache: &'a Path,
+    previous: &'a PreviousSet,
 }
 
+/// The newest set's manifest and the content manifests stored with it, read when the
+/// first volume needs them.
+type PreviousSet = OnceLock<Option<(Manifest, backupset::Contents)>>;
+
+/// The volume's files go to restic while its content manifest is scanned beside it (the
+/// scan reads each file once, or not at all when the previous content manifest vouches
+/// for it); both must succeed for the volume to count.
 fn backup_volume(
     restic: &Restic,
     v: &Volume,
@@ -1165,7 +1186,7 @@ fn backup_volume(
             // it is the repository's newest.
             let previous = match read_content_cache(scan.cache) {
                 Some(m) => Some(m),
-                None => previous_content(restic, scan.listing.get()?, &v.name),
+                None => previous_content(restic, scan.listing.get()?, scan.previous, &v.name),
             };
             let (content, stats) = ContentManifest::scan_reusing(path, previous.as_ref())?;
             write_content_cache(scan.cache, &content);
