@@ -129,6 +129,24 @@ impl MariaDb {
         run_client(&self.socket(), statements)
     }
 
+    /// A thread running `statements` as root again and again until [`Writer::stop`]: an
+    /// application writing while a backup runs.
+    pub fn keep_writing(&self, statements: &str) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (socket, statements) = (self.socket(), statements.to_string());
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += u64::from(run_client(&socket, &statements).is_ok());
+                }
+                n
+            })
+        };
+        Writer { stop, thread }
+    }
+
     /// A user who may log in over TCP and the socket with this password.
     pub fn create_user(&self, name: &str, password: &str) {
         self.sql(&format!(
@@ -136,6 +154,20 @@ impl MariaDb {
              CREATE USER '{name}'@'localhost' IDENTIFIED BY '{password}';\n\
              GRANT ALL ON *.* TO '{name}'@'%';\nGRANT ALL ON *.* TO '{name}'@'localhost';"
         ));
+    }
+}
+
+/// See [`MariaDb::keep_writing`].
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Writer {
+    /// Stop writing; how many runs of the statements succeeded.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the writer thread")
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{tag_values, World, ENV, HOST};
+use common::{shipped_binlogs, tag_values, World, ENV, HOST};
 use pimops::backupset::{DbMethod, SnapshotKind};
 
 #[test]
@@ -67,10 +67,7 @@ fn run_all_stores_one_complete_set_with_exact_counts() {
     assert!(at.file.starts_with("mysql-bin."), "{at:?}");
     assert!(d.binlog.is_some());
     // The binlog counts_at lies in was closed and shipped with the set.
-    let shipped: Vec<&str> = m
-        .snapshots_of(SnapshotKind::Binlog)
-        .map(|s| s.name.as_str())
-        .collect();
+    let shipped = shipped_binlogs(&m);
     assert!(
         shipped.contains(&at.file.as_str()),
         "{shipped:?} lacks {}",
@@ -445,10 +442,7 @@ fn a_quiet_database_is_counted_during_the_stream_and_a_busy_one_after_it() {
     let m = w.latest_manifest();
     let d = m.database.as_ref().unwrap();
     let at = d.counts_at.as_ref().unwrap();
-    let shipped: Vec<&str> = m
-        .snapshots_of(SnapshotKind::Binlog)
-        .map(|s| s.name.as_str())
-        .collect();
+    let shipped = shipped_binlogs(&m);
     assert!(
         shipped.contains(&at.file.as_str()),
         "{shipped:?} lacks {at:?}"
@@ -459,28 +453,10 @@ fn a_quiet_database_is_counted_during_the_stream_and_a_busy_one_after_it() {
     // Busy: a writer keeps inserting. The counts are taken after the stream, at a
     // position at or after the base backup's, and that binlog is shipped with the set.
     w.db.sql("CREATE TABLE shop.log (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB;");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let socket = w.db.socket();
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ok = std::process::Command::new("mariadb")
-                    .args(["--no-defaults", "-uroot"])
-                    .arg(format!("--socket={}", socket.display()))
-                    .args(["-e", "INSERT INTO shop.log () VALUES ();"])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                n += u64::from(ok);
-            }
-            n
-        })
-    };
+    let writer = w.db.keep_writing("INSERT INTO shop.log () VALUES ();");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let busy = w.cmd(&["-vv", "run", "db"]).run();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.join().unwrap();
+    let writes = writer.stop();
     let busy = busy.assert_success();
     assert!(writes > 5, "the writer kept writing ({writes} inserts)");
     assert!(!busy.stderr.contains("counted during the stream"), "{busy}");
@@ -494,10 +470,7 @@ fn a_quiet_database_is_counted_during_the_stream_and_a_busy_one_after_it() {
         (&at.file, at.position) >= (&base.file, base.position),
         "counts at {at:?} before the base {base:?}"
     );
-    let shipped: Vec<&str> = m
-        .snapshots_of(SnapshotKind::Binlog)
-        .map(|s| s.name.as_str())
-        .collect();
+    let shipped = shipped_binlogs(&m);
     assert!(
         shipped.contains(&at.file.as_str()),
         "{shipped:?} lacks {at:?}"

@@ -13,30 +13,12 @@ fn counts_are_exact_under_concurrent_writes_thanks_to_the_counts_at_replay() {
     let e = Estate::new();
     e.db.sql("CREATE TABLE shop.log (id INT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP(6) DEFAULT NOW(6)) ENGINE=InnoDB;");
     e.backup_run().arg("init").run().assert_success();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let socket = e.db.socket();
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ok = std::process::Command::new("mariadb")
-                    .args(["--no-defaults", "-uroot"])
-                    .arg(format!("--socket={}", socket.display()))
-                    .args(["-e", "INSERT INTO shop.log () VALUES (),(),(); UPDATE shop.items SET name = CONCAT('v', FLOOR(RAND() * 1000)) WHERE id = 1;"])
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                n += u64::from(ok);
-            }
-            n
-        })
-    };
+    let writer = e.db.keep_writing(
+        "INSERT INTO shop.log () VALUES (),(),(); UPDATE shop.items SET name = CONCAT('v', FLOOR(RAND() * 1000)) WHERE id = 1;",
+    );
     std::thread::sleep(Duration::from_millis(300));
     let out = e.backup_run().arg("run").run();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.join().unwrap();
+    let writes = writer.stop();
     out.assert_success();
     assert!(
         writes > 5,

@@ -205,6 +205,13 @@ impl World {
 }
 
 /// Tag values of a snapshot with `prefix:`.
+/// The binlog files a set's manifest lists as shipped with it.
+pub fn shipped_binlogs(m: &Manifest) -> Vec<&str> {
+    m.snapshots_of(pimops::backupset::SnapshotKind::Binlog)
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
 pub fn tag_values(s: &Snapshot, prefix: &str) -> Vec<String> {
     s.tags
         .iter()
